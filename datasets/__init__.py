@@ -1,0 +1,14 @@
+"""Few-shot datasets and the episode protocol of the benchmark suite.
+
+This top-level package shares its name with the Hugging Face ``datasets`` package from PyPI.
+Code in this repository imports it through :func:`benchmarks.imports.fewshot_datasets`, which
+fails with a clear message when the other package shadows this one.
+"""
+
+from .episodes import Episode, EpisodeSampler
+from .store import FewShotSplit
+
+#: Marker that tells this package apart from the PyPI package of the same name.
+IS_FEWSHOT_BENCHMARK_DATASETS = True
+
+__all__ = ["Episode", "EpisodeSampler", "FewShotSplit", "IS_FEWSHOT_BENCHMARK_DATASETS"]

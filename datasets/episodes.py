@@ -1,0 +1,131 @@
+"""The episode protocol: a seeded sampler whose episode ``i`` is a pure function of its inputs."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .store import FewShotSplit
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One N-way K-shot task.
+
+    Attributes:
+        support_x: float ``[N*K, C, H, W]``, grouped by class (K images of label 0 first).
+        support_y: int64 ``[N*K]``, labels in ``0..N-1``.
+        query_x: float ``[N*Q, C, H, W]``, grouped by class like the support set.
+        query_y: int64 ``[N*Q]``, labels in ``0..N-1``.
+        class_ids: int64 ``[N]``, the split's class index behind each label.
+        index: the episode's index in its stream.
+    """
+
+    support_x: Tensor
+    support_y: Tensor
+    query_x: Tensor
+    query_y: Tensor
+    class_ids: Tensor
+    index: int
+
+    def to(self, device: torch.device | str) -> Episode:
+        """The same episode with its tensors on ``device`` (no copy when already there)."""
+        return Episode(
+            self.support_x.to(device, non_blocking=True),
+            self.support_y.to(device, non_blocking=True),
+            self.query_x.to(device, non_blocking=True),
+            self.query_y.to(device, non_blocking=True),
+            self.class_ids,
+            self.index,
+        )
+
+
+class EpisodeSampler:
+    """Draws N-way K-shot episodes from one split, reproducibly.
+
+    Episode ``i`` depends only on ``(seed, split.name, stream, n_way, k_shot, n_query, i)``: not
+    on which episodes were drawn before, on the method, the process or the executor. Two methods
+    given samplers with the same arguments therefore see identical episodes, which is what makes
+    their comparison paired.
+
+    Args:
+        split: the class-indexed images to draw from.
+        n_way: classes per episode.
+        k_shot: support images per class.
+        n_query: query images per class; support and query never share an image.
+        seed: the experiment seed.
+        stream: a name that separates independent episode streams over the same split
+            (``"train"``, ``"val"``, ``"test"``).
+
+    Raises:
+        ValueError: when the split has fewer than ``n_way`` classes or some class has fewer
+            than ``k_shot + n_query`` images.
+    """
+
+    def __init__(
+        self,
+        split: FewShotSplit,
+        n_way: int,
+        k_shot: int,
+        n_query: int,
+        seed: int = 0,
+        stream: str = "test",
+    ) -> None:
+        for label, value in (("n_way", n_way), ("k_shot", k_shot), ("n_query", n_query)):
+            if int(value) < 1:
+                raise ValueError(f"{label} must be at least 1, got {value}")
+        if n_way > split.num_classes:
+            raise ValueError(
+                f"n_way={n_way} exceeds the {split.num_classes} classes of split {split.name!r}; "
+                f"choose n_way <= {split.num_classes} or a split with more classes"
+            )
+        smallest = int(split.class_size.min())
+        if k_shot + n_query > smallest:
+            worst = split.class_names[int(split.class_size.argmin())]
+            raise ValueError(
+                f"k_shot + n_query = {k_shot} + {n_query} = {k_shot + n_query} exceeds the "
+                f"{smallest} images of class {worst!r} in split {split.name!r}; "
+                f"lower k_shot or n_query so that they sum to at most {smallest}"
+            )
+        self.split = split
+        self.n_way = int(n_way)
+        self.k_shot = int(k_shot)
+        self.n_query = int(n_query)
+        self.seed = int(seed)
+        self.stream = stream
+        self._max_size = int(split.class_size.max())
+        self._support_y = torch.arange(self.n_way).repeat_interleave(self.k_shot)
+        self._query_y = torch.arange(self.n_way).repeat_interleave(self.n_query)
+
+    def episode_seed(self, index: int) -> int:
+        """The 63-bit generator seed of episode ``index``."""
+        key = (
+            f"{self.seed}|{self.split.name}|{self.stream}|"
+            f"{self.n_way}|{self.k_shot}|{self.n_query}|{index}"
+        )
+        digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+    def __getitem__(self, index: int) -> Episode:
+        if index < 0:
+            raise IndexError(f"episode index must be non-negative, got {index}")
+        generator = torch.Generator().manual_seed(self.episode_seed(index))
+        class_ids = torch.randperm(self.split.num_classes, generator=generator)[: self.n_way]
+        # A random key per (class, sample); samples past a class's size can never be chosen.
+        keys = torch.rand(self.n_way, self._max_size, generator=generator)
+        sizes = self.split.class_size[class_ids].unsqueeze(1)
+        keys.masked_fill_(torch.arange(self._max_size).unsqueeze(0) >= sizes, 2.0)
+        sample_ids = keys.argsort(dim=1)[:, : self.k_shot + self.n_query]
+        images = self.split.gather(class_ids, sample_ids)  # [N, K+Q, C, H, W]
+        support = images[:, : self.k_shot].flatten(0, 1)
+        query = images[:, self.k_shot :].flatten(0, 1)
+        return Episode(support, self._support_y, query, self._query_y, class_ids, index)
+
+    def episodes(self, count: int, start: int = 0) -> Iterator[Episode]:
+        """Episodes ``start .. start + count - 1`` in order."""
+        for index in range(start, start + count):
+            yield self[index]

@@ -1,0 +1,307 @@
+"""Omniglot (Lake et al. 2015) from the official archives or their extracted folders.
+
+The two official subsets, ``images_background`` (30 alphabets, 964 characters) and
+``images_evaluation`` (20 alphabets, 659 characters), each of 20 drawings of 105x105 pixels, are
+read from a data root, as ``.zip`` archives or as extracted folders, under ``ROOT/omniglot/`` or
+directly under ``ROOT/``. When neither is there they are downloaded from the official location.
+
+Decoding 32,460 PNGs takes a while, so the resized images are stored once in a cache file keyed by
+the source listing and the image size; later loads read that file in about a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from .omniglot_splits import check_split, in_split, rotations_of
+from .paths import DatasetNotFoundError, resolve_cache_dir, resolve_data_root
+from .store import FewShotSplit
+
+SUBSETS = ("images_background", "images_evaluation")
+OFFICIAL_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/{name}.zip"
+OFFICIAL_MD5 = {
+    "images_background": "68d2efa1b9178cc56df9314c21c6e718",
+    "images_evaluation": "6b91aef0f799c5bb55b94e3f2daec811",
+}
+#: Pixel-level fingerprint of the official dataset (see :func:`_fingerprint_update`): equal for
+#: the official archives, for re-packed copies of them and for their extracted folders.
+OFFICIAL_FINGERPRINT = "cfb259a0ca90fb2075351dfe623a4f896b599e8cc1de2b247fbc8e97eaef6d3c"
+_CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class OmniglotImages:
+    """All Omniglot drawings, grouped by character.
+
+    Attributes:
+        images: uint8 ``[n_images, 1, S, S]``, ink = 255, background = 0, resized to S x S.
+        characters: ``"Alphabet/characterNN"`` per character, sorted within each subset.
+        subsets: the official subset of each character.
+        character_start: int64 ``[n_characters]``, first image of each character.
+        character_size: int64 ``[n_characters]``, drawings per character (20).
+        fingerprint: SHA-256 over member names and decoded pixels of what was read.
+        source: where the images were read from.
+    """
+
+    images: Tensor
+    characters: tuple[str, ...]
+    subsets: tuple[str, ...]
+    character_start: Tensor
+    character_size: Tensor
+    fingerprint: str
+    source: str
+
+    @property
+    def matches_official(self) -> bool:
+        """Whether the pixels read are those of the official dataset."""
+        return self.fingerprint == OFFICIAL_FINGERPRINT
+
+
+def load_omniglot(
+    root: str | os.PathLike[str] | None = None,
+    image_size: int = 28,
+    cache_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    progress: bool = True,
+) -> OmniglotImages:
+    """Read Omniglot from ``root`` (or the cache), downloading it first when allowed and needed.
+
+    Args:
+        root: data root; ``None`` means ``$FEWSHOT_DATA_ROOT``, else ``./data``.
+        image_size: side of the resized square images (28 is the few-shot standard).
+        cache_dir: where the preprocessed tensor is kept; ``None`` means ``$FEWSHOT_CACHE_DIR``,
+            else ``~/.cache/fewshot-bench``. Never inside the data root, which may be read-only.
+        download: fetch the official archives into ``ROOT/omniglot`` when they are missing.
+        progress: show a progress bar while decoding.
+
+    Raises:
+        DatasetNotFoundError: the data is missing and could not be downloaded.
+    """
+    if image_size < 1:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    data_root = resolve_data_root(root)
+    sources = find_sources(data_root)
+    if len(sources) < len(SUBSETS):
+        if not download:
+            raise _not_found(data_root, sources, "download=False")
+        _download_missing(data_root, sources)
+        sources = find_sources(data_root)
+    listing = _listing_key(sources, image_size)
+    cache_file = resolve_cache_dir(cache_dir) / f"omniglot-{image_size}px-{listing[:20]}.pt"
+    if cache_file.is_file():
+        cached = torch.load(cache_file, weights_only=True)
+        return _from_payload(cached, source=", ".join(str(p) for p in sources.values()))
+    payload = _decode(sources, image_size, progress)
+    _atomic_save(payload, cache_file)
+    return _from_payload(payload, source=", ".join(str(p) for p in sources.values()))
+
+
+def omniglot_split(data: OmniglotImages, scheme: str = "vinyals", split: str = "train") -> FewShotSplit:
+    """The classes of ``split`` under ``scheme`` (``"vinyals"`` or ``"lake"``) as a FewShotSplit.
+
+    Under ``"vinyals"`` each character at each of the four rotations is its own class.
+    """
+    check_split(scheme, split)
+    starts, sizes, turns, names = [], [], [], []
+    for index, (character, subset) in enumerate(zip(data.characters, data.subsets)):
+        if not in_split(scheme, split, character, subset):
+            continue
+        for quarter in rotations_of(scheme):
+            starts.append(int(data.character_start[index]))
+            sizes.append(int(data.character_size[index]))
+            turns.append(quarter)
+            names.append(f"{character}/rot{quarter * 90:03d}" if scheme == "vinyals" else character)
+    return FewShotSplit(
+        name=f"omniglot/{scheme}/{split}",
+        images=data.images,
+        class_start=torch.tensor(starts, dtype=torch.int64),
+        class_size=torch.tensor(sizes, dtype=torch.int64),
+        class_rotation=torch.tensor(turns, dtype=torch.int64),
+        class_names=tuple(names),
+    )
+
+
+# --- locating, downloading ----------------------------------------------------------------------
+
+
+def find_sources(root: Path) -> dict[str, Path]:
+    """The folder or archive found for each official subset under ``root`` (missing ones absent).
+
+    Looks in ``root/omniglot/`` and then in ``root/``; an extracted folder wins over an archive.
+    """
+    found: dict[str, Path] = {}
+    for subset in SUBSETS:
+        for base in (root / "omniglot", root):
+            for candidate in (base / subset, base / f"{subset}.zip"):
+                if subset not in found and (
+                    candidate.is_dir() or (candidate.is_file() and zipfile.is_zipfile(candidate))
+                ):
+                    found[subset] = candidate
+    return found
+
+
+def _not_found(root: Path, sources: dict[str, Path], why: str) -> DatasetNotFoundError:
+    missing = [s for s in SUBSETS if s not in sources]
+    looked = ", ".join(str(p) for p in (root / "omniglot", root))
+    return DatasetNotFoundError(
+        f"Omniglot not found: missing {' and '.join(missing)} (a folder or a .zip archive) in "
+        f"{looked}; not downloaded ({why}). Fix: point --data-root or ${'FEWSHOT_DATA_ROOT'} at a "
+        f"folder holding omniglot/images_background.zip and omniglot/images_evaluation.zip (or "
+        f"their extracted folders), or run once with internet access so that the official "
+        f"archives are downloaded into {root / 'omniglot'}."
+    )
+
+
+def _download_missing(root: Path, sources: dict[str, Path]) -> None:
+    target_dir = root / "omniglot"
+    for subset in SUBSETS:
+        if subset in sources:
+            continue
+        url = OFFICIAL_URL.format(name=subset)
+        try:
+            target_dir.mkdir(parents=True, exist_ok=True)
+            handle, partial = tempfile.mkstemp(dir=target_dir, suffix=".part")
+            os.close(handle)
+            urllib.request.urlretrieve(url, partial)
+        except (urllib.error.URLError, OSError) as error:
+            raise _not_found(root, sources, f"download of {url} failed: {error}") from error
+        digest = hashlib.md5(Path(partial).read_bytes()).hexdigest()
+        if digest != OFFICIAL_MD5[subset]:
+            Path(partial).unlink(missing_ok=True)
+            raise DatasetNotFoundError(
+                f"downloaded {url} but its MD5 is {digest}, not the official "
+                f"{OFFICIAL_MD5[subset]}; the file was discarded. Retry, or place the official "
+                f"archives in {target_dir} yourself."
+            )
+        os.replace(partial, target_dir / f"{subset}.zip")
+
+
+# --- reading and decoding -----------------------------------------------------------------------
+
+
+def _members(subset: str, source: Path) -> Iterator[tuple[str, bytes]]:
+    """``(relative path, PNG bytes)`` of every drawing of ``subset``, sorted by path."""
+    if source.is_dir():
+        for path in sorted(source.glob("*/*/*.png")):
+            yield f"{subset}/{path.relative_to(source).as_posix()}", path.read_bytes()
+        return
+    with zipfile.ZipFile(source) as archive:
+        names = sorted(
+            n for n in archive.namelist() if n.startswith(f"{subset}/") and n.endswith(".png")
+        )
+        for name in names:
+            yield name, archive.read(name)
+
+
+def _listing_key(sources: dict[str, Path], image_size: int) -> str:
+    """A hash of member names and sizes (not times), naming the cache file for these sources."""
+    digest = hashlib.sha256(f"format={_CACHE_FORMAT};size={image_size}".encode())
+    for subset in SUBSETS:
+        source = sources[subset]
+        if source.is_dir():
+            entries = sorted(
+                (p.relative_to(source).as_posix(), p.stat().st_size)
+                for p in source.glob("*/*/*.png")
+            )
+        else:
+            with zipfile.ZipFile(source) as archive:
+                entries = sorted(
+                    (i.filename, i.CRC) for i in archive.infolist() if i.filename.endswith(".png")
+                )
+        digest.update(f"{subset}:{entries!r}".encode())
+    return digest.hexdigest()
+
+
+def _count_members(sources: dict[str, Path]) -> int:
+    total = 0
+    for source in sources.values():
+        if source.is_dir():
+            total += sum(1 for _ in source.glob("*/*/*.png"))
+        else:
+            with zipfile.ZipFile(source) as archive:
+                total += sum(1 for n in archive.namelist() if n.endswith(".png"))
+    return total
+
+
+def _decode(sources: dict[str, Path], image_size: int, progress: bool) -> dict:
+    from tqdm.auto import tqdm
+
+    fingerprint = hashlib.sha256()
+    images: list[np.ndarray] = []
+    characters: list[str] = []
+    subsets: list[str] = []
+    sizes: list[int] = []
+    bar = tqdm(
+        total=_count_members(sources),
+        desc="decoding Omniglot (once; cached afterwards)",
+        unit="img",
+        disable=not progress,
+    )
+    for subset in SUBSETS:
+        for name, blob in _members(subset, sources[subset]):
+            _, alphabet, character, _ = name.split("/")
+            key = f"{alphabet}/{character}"
+            if not characters or characters[-1] != key or subsets[-1] != subset:
+                characters.append(key)
+                subsets.append(subset)
+                sizes.append(0)
+            with Image.open(io.BytesIO(blob)) as image:
+                binary = image.convert("1")
+                fingerprint.update(name.encode() + b"\0" + binary.tobytes())
+                small = binary.convert("L").resize((image_size, image_size), Image.LANCZOS)
+            images.append(255 - np.asarray(small, dtype=np.uint8))
+            sizes[-1] += 1
+            bar.update()
+    bar.close()
+    if not images:
+        raise DatasetNotFoundError(
+            f"no PNG drawings found in {', '.join(str(p) for p in sources.values())}; expected "
+            "the official layout images_background/<Alphabet>/characterNN/XXXX_YY.png"
+        )
+    size_tensor = torch.tensor(sizes, dtype=torch.int64)
+    return {
+        "images": torch.from_numpy(np.stack(images)).unsqueeze(1),
+        "characters": characters,
+        "subsets": subsets,
+        "character_size": size_tensor,
+        "character_start": torch.cumsum(size_tensor, 0) - size_tensor,
+        "fingerprint": fingerprint.hexdigest(),
+    }
+
+
+def _from_payload(payload: dict, source: str) -> OmniglotImages:
+    return OmniglotImages(
+        images=payload["images"],
+        characters=tuple(payload["characters"]),
+        subsets=tuple(payload["subsets"]),
+        character_start=payload["character_start"],
+        character_size=payload["character_size"],
+        fingerprint=payload["fingerprint"],
+        source=source,
+    )
+
+
+def _atomic_save(payload: dict, path: Path) -> None:
+    """Write ``payload`` to ``path`` so that readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    os.close(handle)
+    try:
+        torch.save(payload, partial)
+        os.replace(partial, path)
+    finally:
+        Path(partial).unlink(missing_ok=True)

@@ -1,0 +1,83 @@
+"""Class splits of Omniglot, written as rules over alphabets and characters.
+
+Both rules act on the 1623 characters of the two official subsets taken together; a character is
+named ``"Alphabet/characterNN"`` as in the official folder layout.
+"""
+
+from __future__ import annotations
+
+VINYALS_VAL_ALPHABETS = frozenset(
+    {"Hebrew", "Mkhedruli_(Georgian)", "Armenian", "Early_Aramaic", "Bengali"}
+)
+VINYALS_TEST_ALPHABETS = frozenset(
+    {
+        "Kannada",
+        "Keble",
+        "Malayalam",
+        "Manipuri",
+        "Mongolian",
+        "Old_Church_Slavonic_(Cyrillic)",
+        "Oriya",
+        "Syriac_(Serto)",
+        "Sylheti",
+        "Tengwar",
+        "Tibetan",
+        "ULOG",
+    }
+)
+#: Gurmukhi is split inside the alphabet: these characters are test classes, the rest train.
+VINYALS_TEST_GURMUKHI_CHARACTERS = frozenset({42, 43, 44, 45})
+VINYALS_ROTATIONS = (0, 1, 2, 3)  # quarter turns: 0, 90, 180, 270 degrees
+VINYALS_SPLITS = ("train", "val", "test", "trainval")
+LAKE_SPLITS = ("train", "test")
+SCHEMES = {"vinyals": VINYALS_SPLITS, "lake": LAKE_SPLITS}
+
+
+def vinyals_split_of(character: str) -> str:
+    """``"train"``, ``"val"`` or ``"test"``: where Vinyals et al. (2016) put ``character``.
+
+    Args:
+        character: ``"Alphabet/characterNN"``.
+    """
+    alphabet, _, folder = character.partition("/")
+    if alphabet in VINYALS_TEST_ALPHABETS:
+        return "test"
+    if alphabet == "Gurmukhi" and int(folder.removeprefix("character")) in (
+        VINYALS_TEST_GURMUKHI_CHARACTERS
+    ):
+        return "test"
+    if alphabet in VINYALS_VAL_ALPHABETS:
+        return "val"
+    return "train"
+
+
+def in_split(scheme: str, split: str, character: str, subset: str) -> bool:
+    """Whether ``character`` (from official ``subset``) belongs to ``split`` of ``scheme``.
+
+    Args:
+        scheme: ``"vinyals"`` or ``"lake"``.
+        split: one of ``SCHEMES[scheme]``.
+        character: ``"Alphabet/characterNN"``.
+        subset: ``"images_background"`` or ``"images_evaluation"``.
+    """
+    check_split(scheme, split)
+    if scheme == "lake":
+        return (subset == "images_background") == (split == "train")
+    where = vinyals_split_of(character)
+    return where == split or (split == "trainval" and where in ("train", "val"))
+
+
+def rotations_of(scheme: str) -> tuple[int, ...]:
+    """Quarter turns that make separate classes under ``scheme``."""
+    return VINYALS_ROTATIONS if scheme == "vinyals" else (0,)
+
+
+def check_split(scheme: str, split: str) -> None:
+    """Raise a ValueError naming the valid choices when ``scheme``/``split`` is unknown."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown Omniglot split scheme {scheme!r}; valid: {', '.join(SCHEMES)}")
+    if split not in SCHEMES[scheme]:
+        raise ValueError(
+            f"unknown split {split!r} for Omniglot scheme {scheme!r}; "
+            f"valid: {', '.join(SCHEMES[scheme])}"
+        )

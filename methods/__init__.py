@@ -1,0 +1,36 @@
+"""Few-shot methods as plug-ins: a base class, a registry and one module per method.
+
+Adding a method: write one module with a :class:`FewShotMethod` subclass decorated with
+:func:`register_method`, and import it below.
+"""
+
+from . import matchnet, protonet, relnet  # noqa: F401  (importing registers them)
+from .backbones import BACKBONES, Conv4, Conv4Config, backbone_config, count_parameters
+from .base import FewShotMethod, MethodOptions, check_episode
+from .registry import (
+    UnknownMethodError,
+    available_methods,
+    build_options,
+    create_method,
+    method_class,
+    method_summary,
+    register_method,
+)
+
+__all__ = [
+    "BACKBONES",
+    "Conv4",
+    "Conv4Config",
+    "FewShotMethod",
+    "MethodOptions",
+    "UnknownMethodError",
+    "available_methods",
+    "backbone_config",
+    "build_options",
+    "check_episode",
+    "count_parameters",
+    "create_method",
+    "method_class",
+    "method_summary",
+    "register_method",
+]

@@ -1,0 +1,140 @@
+"""The contract every few-shot method fulfils, and the checks shared by all of them."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodOptions:
+    """Options of a method; each method subclasses this with its own typed fields."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            hint = hints[field.name]
+            value = getattr(self, field.name)
+            if typing.get_origin(hint) is typing.Literal and value not in typing.get_args(hint):
+                choices = ", ".join(map(repr, typing.get_args(hint)))
+                raise ValueError(
+                    f"{type(self).__name__}.{field.name}={value!r} is not valid; "
+                    f"choose one of: {choices}"
+                )
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class FewShotMethod(nn.Module):
+    """A metric-based few-shot classifier on top of a shared embedding backbone.
+
+    Subclasses set ``name`` and ``Options`` and implement :meth:`scores_from_features` and
+    :meth:`loss`; the runner never needs to know which method it drives.
+
+    Args:
+        backbone: embedding network mapping ``[B, C, H, W]`` images to ``[B, D, h, w]`` maps and
+            exposing ``out_channels`` (= D).
+        options: the method's options (``Options`` instance).
+    """
+
+    name: ClassVar[str]
+    Options: ClassVar[type[MethodOptions]] = MethodOptions
+
+    def __init__(self, backbone: nn.Module, options: MethodOptions | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.options = options if options is not None else self.Options()
+        if not isinstance(self.options, self.Options):
+            raise TypeError(
+                f"{type(self).__name__} takes {self.Options.__name__}, got {type(self.options)}"
+            )
+
+    def forward(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:
+        """Score every query against every class of the episode.
+
+        Args:
+            support_x: ``[S, C, H, W]`` support images.
+            support_y: int64 ``[S]``, labels ``0..N-1``, each label present.
+            query_x: ``[Q, C, H, W]`` query images.
+
+        Returns:
+            ``[Q, N]`` scores; a higher score means a more likely class.
+        """
+        n_way = check_episode(support_x, support_y, query_x)
+        features = self.backbone(torch.cat([support_x, query_x]))
+        support_features, query_features = features.split([len(support_x), len(query_x)])
+        return self.scores_from_features(support_features, support_y, query_features, n_way)
+
+    def scores_from_features(
+        self, support: Tensor, support_y: Tensor, query: Tensor, n_way: int
+    ) -> Tensor:
+        """``[Q, N]`` scores from ``[S, D, h, w]`` support and ``[Q, D, h, w]`` query maps."""
+        raise NotImplementedError
+
+    def loss(self, scores: Tensor, query_y: Tensor) -> Tensor:
+        """Scalar training loss of ``[Q, N]`` scores against int64 ``[Q]`` labels."""
+        raise NotImplementedError
+
+    def head_parameters(self) -> int:
+        """Trainable parameters outside the backbone."""
+        backbone = {id(p) for p in self.backbone.parameters()}
+        return sum(p.numel() for p in self.parameters() if p.requires_grad and id(p) not in backbone)
+
+
+def check_episode(support_x: Tensor, support_y: Tensor, query_x: Tensor) -> int:
+    """Validate an episode's tensors and return its number of classes N.
+
+    Raises:
+        ValueError: with the offending shapes when the tensors do not form an episode.
+    """
+    if support_x.dim() != 4 or query_x.dim() != 4:
+        raise ValueError(
+            "support_x and query_x must be image batches [B, C, H, W], got "
+            f"{tuple(support_x.shape)} and {tuple(query_x.shape)}"
+        )
+    if support_x.shape[1:] != query_x.shape[1:]:
+        raise ValueError(
+            f"support and query images differ in shape: {tuple(support_x.shape[1:])} vs "
+            f"{tuple(query_x.shape[1:])}"
+        )
+    if support_y.dim() != 1 or len(support_y) != len(support_x):
+        raise ValueError(
+            f"support_y must be [S] with S = {len(support_x)} support images, "
+            f"got {tuple(support_y.shape)}"
+        )
+    if support_y.dtype != torch.int64:
+        raise ValueError(f"support_y must be int64 class labels, got {support_y.dtype}")
+    n_way = int(support_y.max()) + 1
+    if int(support_y.min()) < 0 or int(torch.bincount(support_y, minlength=n_way).min()) == 0:
+        raise ValueError(
+            f"support_y must use every label 0..N-1 at least once, got labels "
+            f"{sorted(set(support_y.tolist()))}"
+        )
+    return n_way
+
+
+def class_one_hot(labels: Tensor, n_way: int, dtype: torch.dtype) -> Tensor:
+    """``[S, N]`` one-hot matrix of int64 ``[S]`` labels."""
+    return nn.functional.one_hot(labels, n_way).to(dtype)
+
+
+def class_means(features: Tensor, labels: Tensor, n_way: int) -> Tensor:
+    """Per-class mean of ``[S, ...]`` features -> ``[N, ...]``."""
+    return class_sums(features, labels, n_way) / _counts(labels, n_way, features).view(
+        -1, *([1] * (features.dim() - 1))
+    )
+
+
+def class_sums(features: Tensor, labels: Tensor, n_way: int) -> Tensor:
+    """Per-class sum of ``[S, ...]`` features -> ``[N, ...]``."""
+    one_hot = class_one_hot(labels, n_way, features.dtype)  # [S, N]
+    return (one_hot.T @ features.flatten(1)).view(n_way, *features.shape[1:])
+
+
+def _counts(labels: Tensor, n_way: int, like: Tensor) -> Tensor:
+    return torch.bincount(labels, minlength=n_way).to(like.dtype)

@@ -1,0 +1,86 @@
+"""Matching Networks (Vinyals et al., NeurIPS 2016), the cosine-attention baseline."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import FewShotMethod, MethodOptions, class_one_hot
+from .registry import register_method
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchingNetOptions(MethodOptions):
+    """Options of :class:`MatchingNet`.
+
+    Attributes:
+        temperature: scale of the cosine similarities before the softmax. Cosines lie in
+            [-1, 1], so an unscaled softmax is nearly uniform and learns slowly.
+        fce: full context embeddings: a bidirectional LSTM over the support set and an
+            attention LSTM over the queries.
+        fce_steps: processing steps of the attention LSTM.
+    """
+
+    temperature: float = 10.0
+    fce: bool = False
+    fce_steps: int = 5
+
+
+class FullContextEmbedding(nn.Module):
+    """Vinyals et al.'s g (bidirectional LSTM) and f (attention LSTM) over flat embeddings.
+
+    Shapes: ``forward(support [S, D], query [Q, D]) -> ([S, D], [Q, D])``.
+    """
+
+    def __init__(self, dim: int, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+        self.support_lstm = nn.LSTM(dim, dim, batch_first=True, bidirectional=True)
+        self.query_cell = nn.LSTMCell(dim, dim)
+
+    def forward(self, support: Tensor, query: Tensor) -> tuple[Tensor, Tensor]:
+        both, _ = self.support_lstm(support.unsqueeze(0))  # [1, S, 2D]
+        forward_half, backward_half = both.squeeze(0).chunk(2, dim=-1)
+        g = support + forward_half + backward_half
+        h = query
+        c = torch.zeros_like(query)
+        for _ in range(self.steps):
+            attention = torch.softmax(h @ g.T, dim=1)  # [Q, S]
+            read = attention @ g
+            h_hat, c = self.query_cell(query, (h + read, c))
+            h = h_hat + query
+        return g, h
+
+
+@register_method
+class MatchingNet(FewShotMethod):
+    """Matching Networks: softmax attention over cosine similarities, summed per class."""
+
+    name = "matchnet"
+    Options = MatchingNetOptions
+
+    def __init__(self, backbone: nn.Module, options: MatchingNetOptions | None = None) -> None:
+        super().__init__(backbone, options)
+        opts: MatchingNetOptions = self.options
+        if opts.temperature <= 0:
+            raise ValueError(f"matchnet temperature must be positive, got {opts.temperature}")
+        self.context = None
+        if opts.fce:
+            self.context = FullContextEmbedding(backbone.out_channels, opts.fce_steps)
+
+    def scores_from_features(
+        self, support: Tensor, support_y: Tensor, query: Tensor, n_way: int
+    ) -> Tensor:
+        """Class probabilities ``[Q, N]`` (each row sums to 1)."""
+        s, q = support.flatten(1), query.flatten(1)
+        if self.context is not None:
+            s, q = self.context(s, q)
+        cosine = F.normalize(q, dim=1) @ F.normalize(s, dim=1).T  # [Q, S]
+        attention = torch.softmax(self.options.temperature * cosine, dim=1)
+        return attention @ class_one_hot(support_y, n_way, attention.dtype)
+
+    def loss(self, scores: Tensor, query_y: Tensor) -> Tensor:
+        return F.nll_loss(torch.log(scores.clamp_min(1e-12)), query_y)

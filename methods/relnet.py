@@ -1,0 +1,156 @@
+"""Relation Network (Sung et al., CVPR 2018): a learned metric scoring (class, query) pairs."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import FewShotMethod, MethodOptions, class_means, class_sums
+from .registry import register_method
+
+
+@dataclasses.dataclass(frozen=True)
+class RelationNetOptions(MethodOptions):
+    """Options of :class:`RelationNet`.
+
+    Attributes:
+        relation: ``"conv"``, the paper's module (two conv blocks on channel-wise concatenated
+            feature maps, FC to ``fc_hidden``, FC to 1), or ``"mlp"`` (fully connected layers
+            of ``mlp_hidden`` units on concatenated globally pooled feature vectors).
+        aggregate: how the K support samples of a class are combined: ``"sum"`` (the paper) or
+            ``"mean"`` of their feature maps, or ``"score-mean"``, the mean of the K relation
+            scores of the query against each sample.
+        loss: ``"mse"`` of the sigmoid scores against one-hot targets (the paper), or ``"ce"``,
+            cross-entropy over the relation logits.
+        fc_hidden: hidden units of the conv module's first FC layer (8 in the paper).
+        mlp_hidden: hidden units of each layer of the MLP module.
+        pairwise: ``"factorized"`` computes the first (linear) layer once per class and once
+            per query and adds the halves for every pair; ``"naive"`` concatenates every pair
+            first. Both give the same scores up to float rounding.
+    """
+
+    relation: Literal["conv", "mlp"] = "conv"
+    aggregate: Literal["sum", "mean", "score-mean"] = "sum"
+    loss: Literal["mse", "ce"] = "mse"
+    fc_hidden: int = 8
+    mlp_hidden: int = 256
+    pairwise: Literal["factorized", "naive"] = "factorized"
+
+
+def _pool_if_possible(maps: Tensor) -> Tensor:
+    """2x2 max-pool, skipped when the map is already smaller than 2x2 (1x1 features)."""
+    if maps.shape[-1] >= 2 and maps.shape[-2] >= 2:
+        return F.max_pool2d(maps, 2)
+    return maps
+
+
+class ConvRelation(nn.Module):
+    """The paper's relation module; works on maps of any size, 1x1 included.
+
+    Shapes: ``pair_logits(classes [N, D, h, w], queries [Q, D, h, w]) -> [Q, N]``.
+    """
+
+    def __init__(self, in_channels: int, channels: int = 64, fc_hidden: int = 8) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.first = nn.Conv2d(2 * in_channels, channels, 3, padding=1)
+        self.first_norm = nn.BatchNorm2d(channels)
+        self.second = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+        )
+        self.head = nn.Sequential(nn.Linear(channels, fc_hidden), nn.ReLU(inplace=True))
+        self.out = nn.Linear(fc_hidden, 1)
+
+    def pair_logits(self, classes: Tensor, queries: Tensor, factorized: bool = True) -> Tensor:
+        n, q = len(classes), len(queries)
+        if factorized:
+            weight_class, weight_query = self.first.weight.split(self.in_channels, dim=1)
+            class_half = F.conv2d(classes, weight_class, self.first.bias, padding=1)
+            query_half = F.conv2d(queries, weight_query, None, padding=1)
+            first = (query_half.unsqueeze(1) + class_half.unsqueeze(0)).flatten(0, 1)
+        else:
+            pairs = torch.cat(
+                [
+                    classes.unsqueeze(0).expand(q, *classes.shape),
+                    queries.unsqueeze(1).expand(q, n, *queries.shape[1:]),
+                ],
+                dim=2,
+            ).flatten(0, 1)
+            first = self.first(pairs)
+        maps = _pool_if_possible(F.relu(self.first_norm(first)))  # [Q*N, C, h', w']
+        maps = _pool_if_possible(self.second(maps))
+        pooled = maps.mean(dim=(-2, -1))  # identity on the paper's 1x1 maps
+        return self.out(self.head(pooled)).view(q, n)
+
+
+class MlpRelation(nn.Module):
+    """Fully connected relation module on concatenated, globally pooled feature vectors.
+
+    Shapes: ``pair_logits(classes [N, D, h, w], queries [Q, D, h, w]) -> [Q, N]``.
+    """
+
+    def __init__(self, in_channels: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.first = nn.Linear(2 * in_channels, hidden)
+        self.rest = nn.Sequential(
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, 1),
+        )
+
+    def pair_logits(self, classes: Tensor, queries: Tensor, factorized: bool = True) -> Tensor:
+        c, x = classes.mean(dim=(-2, -1)), queries.mean(dim=(-2, -1))  # [N, D], [Q, D]
+        n, q = len(c), len(x)
+        if factorized:
+            weight_class, weight_query = self.first.weight.split(self.in_channels, dim=1)
+            first = (x @ weight_query.T).unsqueeze(1) + (c @ weight_class.T + self.first.bias)
+            first = first.flatten(0, 1)
+        else:
+            pairs = torch.cat(
+                [c.unsqueeze(0).expand(q, n, -1), x.unsqueeze(1).expand(q, n, -1)], dim=2
+            )
+            first = self.first(pairs.flatten(0, 1))
+        return self.rest(first).view(q, n)
+
+
+@register_method
+class RelationNet(FewShotMethod):
+    """Relation Network: sigmoid relation scores of (class, query) pairs from a learned module."""
+
+    name = "relnet"
+    Options = RelationNetOptions
+
+    def __init__(self, backbone: nn.Module, options: RelationNetOptions | None = None) -> None:
+        super().__init__(backbone, options)
+        opts: RelationNetOptions = self.options
+        channels = backbone.out_channels
+        if opts.relation == "conv":
+            self.relation: nn.Module = ConvRelation(channels, channels, opts.fc_hidden)
+        else:
+            self.relation = MlpRelation(channels, opts.mlp_hidden)
+
+    def scores_from_features(
+        self, support: Tensor, support_y: Tensor, query: Tensor, n_way: int
+    ) -> Tensor:
+        opts: RelationNetOptions = self.options
+        factorized = opts.pairwise == "factorized"
+        if opts.aggregate == "score-mean":
+            per_sample = torch.sigmoid(self.relation.pair_logits(support, query, factorized))
+            return class_means(per_sample.T, support_y, n_way).T  # [Q, N]
+        reduce = class_sums if opts.aggregate == "sum" else class_means
+        classes = reduce(support, support_y, n_way)  # [N, D, h, w]
+        return torch.sigmoid(self.relation.pair_logits(classes, query, factorized))
+
+    def loss(self, scores: Tensor, query_y: Tensor) -> Tensor:
+        if self.options.loss == "mse":
+            targets = F.one_hot(query_y, scores.shape[1]).to(scores.dtype)
+            return F.mse_loss(scores, targets)
+        return F.cross_entropy(torch.logit(scores, eps=1e-6), query_y)
