@@ -172,22 +172,23 @@ def _download_missing(root: Path, sources: dict[str, Path]) -> None:
         if subset in sources:
             continue
         url = OFFICIAL_URL.format(name=subset)
+        partial = target_dir / f"{subset}.zip.part"
         try:
-            target_dir.mkdir(parents=True, exist_ok=True)
-            handle, partial = tempfile.mkstemp(dir=target_dir, suffix=".part")
-            os.close(handle)
-            urllib.request.urlretrieve(url, partial)
-        except (urllib.error.URLError, OSError) as error:
-            raise _not_found(root, sources, f"download of {url} failed: {error}") from error
-        digest = hashlib.md5(Path(partial).read_bytes()).hexdigest()
-        if digest != OFFICIAL_MD5[subset]:
-            Path(partial).unlink(missing_ok=True)
-            raise DatasetNotFoundError(
-                f"downloaded {url} but its MD5 is {digest}, not the official "
-                f"{OFFICIAL_MD5[subset]}; the file was discarded. Retry, or place the official "
-                f"archives in {target_dir} yourself."
-            )
-        os.replace(partial, target_dir / f"{subset}.zip")
+            try:
+                target_dir.mkdir(parents=True, exist_ok=True)
+                urllib.request.urlretrieve(url, partial)
+            except (urllib.error.URLError, OSError) as error:
+                raise _not_found(root, sources, f"download of {url} failed: {error}") from error
+            digest = hashlib.md5(partial.read_bytes()).hexdigest()
+            if digest != OFFICIAL_MD5[subset]:
+                raise DatasetNotFoundError(
+                    f"downloaded {url} but its MD5 is {digest}, not the official "
+                    f"{OFFICIAL_MD5[subset]}; the file was discarded. Retry, or place the "
+                    f"official archives in {target_dir} yourself."
+                )
+            os.replace(partial, target_dir / f"{subset}.zip")
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 # --- reading and decoding -----------------------------------------------------------------------
