@@ -1,0 +1,49 @@
+"""Matching Networks: tempered cosine attention over the support set, summed per class."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from methods import Conv4, create_method
+from methods.matchnet import MatchingNet, MatchingNetOptions
+from tests.methods.helpers import Identity, random_episode
+
+
+def test_scores_match_a_hand_computation():
+    method = MatchingNet(Identity(2), MatchingNetOptions(temperature=2.0))
+    support_x = torch.tensor([[1.0, 0.0], [0.0, 3.0], [-1.0, 0.0]]).view(3, 2, 1, 1)
+    support_y = torch.tensor([0, 1, 0])
+    query_x = torch.tensor([[2.0, 2.0]]).view(1, 2, 1, 1)
+    cosines = torch.tensor([2 ** -0.5, 2 ** -0.5, -(2 ** -0.5)])
+    attention = torch.softmax(2.0 * cosines, 0)
+    expected = torch.tensor([[attention[0] + attention[2], attention[1]]])
+    scores = method(support_x, support_y, query_x)
+    assert torch.allclose(scores, expected)
+    assert torch.allclose(method.loss(scores, torch.tensor([1])), -torch.log(expected[:, 1]).mean())
+
+
+@pytest.mark.parametrize("fce", [False, True])
+def test_probabilities_and_gradients(fce):
+    method = create_method("matchnet", Conv4(1), {"fce": fce, "fce_steps": 2})
+    support_x, support_y, query_x, query_y = random_episode(n_way=4, k_shot=3, n_query=2)
+    scores = method(support_x, support_y, query_x)
+    assert scores.shape == (8, 4)
+    assert bool((scores >= 0).all()) and torch.allclose(scores.sum(1), torch.ones(8))
+    method.loss(scores, query_y).backward()
+    missing = [n for n, p in method.named_parameters() if p.grad is None]
+    assert not missing
+    assert (method.head_parameters() > 0) == fce
+
+
+def test_temperature_sharpens_the_attention():
+    support_x, support_y, query_x, _ = random_episode(n_way=3, k_shot=1, n_query=1, image=(4, 1, 1))
+    soft = MatchingNet(Identity(4), MatchingNetOptions(temperature=1.0))(support_x, support_y, query_x)
+    sharp = MatchingNet(Identity(4), MatchingNetOptions(temperature=50.0))(support_x, support_y, query_x)
+    assert sharp.max(1).values.min() > soft.max(1).values.max()
+
+
+def test_non_positive_temperature_is_rejected():
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        MatchingNet(Identity(2), MatchingNetOptions(temperature=0.0))
