@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -28,7 +27,7 @@ from PIL import Image
 from torch import Tensor
 
 from .omniglot_splits import check_split, in_split, rotations_of
-from .paths import DatasetNotFoundError, resolve_cache_dir, resolve_data_root
+from .paths import DatasetNotFoundError, atomic_write, resolve_cache_dir, resolve_data_root
 from .store import FewShotSplit
 
 SUBSETS = ("images_background", "images_evaluation")
@@ -106,7 +105,7 @@ def load_omniglot(
         cached = torch.load(cache_file, weights_only=True)
         return _from_payload(cached, source=", ".join(str(p) for p in sources.values()))
     payload = _decode(sources, image_size, progress)
-    _atomic_save(payload, cache_file)
+    atomic_write(cache_file, lambda stream: torch.save(payload, stream))
     return _from_payload(payload, source=", ".join(str(p) for p in sources.values()))
 
 
@@ -294,15 +293,3 @@ def _from_payload(payload: dict, source: str) -> OmniglotImages:
         fingerprint=payload["fingerprint"],
         source=source,
     )
-
-
-def _atomic_save(payload: dict, path: Path) -> None:
-    """Write ``payload`` to ``path`` so that readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    os.close(handle)
-    try:
-        torch.save(payload, partial)
-        os.replace(partial, path)
-    finally:
-        Path(partial).unlink(missing_ok=True)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 DATA_ROOT_ENV = "FEWSHOT_DATA_ROOT"
 CACHE_DIR_ENV = "FEWSHOT_CACHE_DIR"
@@ -26,3 +29,17 @@ def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
         return Path(cache_dir).expanduser()
     env = os.environ.get(CACHE_DIR_ENV)
     return Path(env).expanduser() if env else Path.home() / ".cache" / "fewshot-bench"
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write(binary_file)`` on a temporary file and move it onto ``path`` in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".part")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(partial, path)
+    finally:
+        Path(partial).unlink(missing_ok=True)

@@ -1,0 +1,157 @@
+"""Running the cells of one training group: train once (or reuse a checkpoint), test each cell."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from datasets import EpisodeSampler
+from datasets.registry import LoadedDataset
+from methods import Conv4, FewShotMethod, backbone_config, count_parameters, create_method
+
+from .devices import seeded
+from .environment import environment, peak_memory_mb
+from .evaluation import evaluate
+from .plan import Cell
+from .records import RecordStore
+from .training import TrainResult, train
+
+
+def build_method(cell: Cell, image_channels: int) -> FewShotMethod:
+    """The cell's method on a fresh backbone, initialised from the cell's seed."""
+    with seeded(cell.seed):
+        backbone = Conv4(image_channels, backbone_config(cell.recipe.backbone))
+        return create_method(cell.method, backbone, cell.recipe.options)
+
+
+def samplers(cell: Cell, dataset: LoadedDataset, splits: tuple[str, ...]) -> dict[str, EpisodeSampler]:
+    """Training, validation (when the scheme has one) and test samplers of ``cell``.
+
+    Constructing them checks that the settings fit the splits, so calling this for every cell
+    before training turns impossible settings into errors before any work is done.
+    """
+    train_config = cell.recipe.train
+    out = {
+        "train": EpisodeSampler(
+            dataset.split(cell.split, "train"), train_config.n_way, train_config.k_shot,
+            train_config.n_query, cell.seed, "train",
+        ),
+        "test": EpisodeSampler(
+            dataset.split(cell.split, "test"), cell.n_way, cell.k_shot, cell.n_query, cell.seed,
+            "test",
+        ),
+    }
+    if "val" in splits:
+        out["val"] = EpisodeSampler(
+            dataset.split(cell.split, "val"), cell.n_way, cell.k_shot, cell.n_query, cell.seed, "val"
+        )
+    return out
+
+
+def flops_per_episode(method: FewShotMethod, sampler: EpisodeSampler, device: torch.device) -> int:
+    """FLOPs of one test-episode forward pass, counted by torch's FLOP counter."""
+    episode = sampler[0].to(device)
+    was_training = method.training
+    method.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            method(episode.support_x, episode.support_y, episode.query_x)
+    finally:
+        method.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def run_group(
+    cells: list[Cell],
+    dataset: LoadedDataset,
+    splits: tuple[str, ...],
+    image_channels: int,
+    store: RecordStore,
+    device: torch.device,
+    progress: bool,
+    force: bool,
+    on_record: Callable[[Cell, dict[str, Any]], None],
+) -> None:
+    """Train the model that ``cells`` share (or load its checkpoint) and record each cell.
+
+    Raises:
+        training.NonFiniteLossError: training diverged; no cell of the group is recorded.
+    """
+    first = cells[0]
+    method = build_method(first, image_channels).to(device)
+    checkpoint = None if force else store.load_checkpoint(first.training_hash)
+    if checkpoint is not None:
+        method.load_state_dict(checkpoint["state_dict"])
+        trained = TrainResult(**checkpoint["train_result"])
+        reused = True
+    else:
+        validation = samplers(first, dataset, splits).get("val")
+        trained = train(
+            method, samplers(first, dataset, splits)["train"], first.recipe.train, device,
+            val_sampler=validation, progress=progress, description=f"train {first.method}",
+        )
+        store.save_checkpoint(
+            first.training_hash,
+            {"state_dict": method.state_dict(), "train_result": asdict(trained)},
+        )
+        reused = False
+    params_total = count_parameters(method)
+    params_backbone = count_parameters(method.backbone)
+    for cell in cells:
+        test_sampler = samplers(cell, dataset, splits)["test"]
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        result = evaluate(
+            method, test_sampler, cell.test_episodes, device, progress,
+            description=f"test {cell.method} {cell.setting}",
+        )
+        memory, memory_kind = peak_memory_mb(device)
+        record = {
+            "config_hash": cell.config_hash,
+            "training_hash": cell.training_hash,
+            "method": cell.method,
+            "dataset": cell.dataset,
+            "split": cell.split,
+            "setting": cell.setting,
+            "n_way": cell.n_way,
+            "k_shot": cell.k_shot,
+            "n_query": cell.n_query,
+            "seed": cell.seed,
+            "preset": cell.preset,
+            "backbone": cell.recipe.backbone,
+            "method_options": method.options.as_dict(),
+            "accuracy": result.mean,
+            "ci95": result.ci95,
+            "std": result.std,
+            "test_episodes": result.episodes,
+            "train_episodes": trained.episodes_trained,
+            "train_wall_s": trained.wall_seconds,
+            "train_stopped_by_budget": trained.stopped_by_budget,
+            "train_reused_checkpoint": reused,
+            "best_val_accuracy": trained.best_val_accuracy,
+            "best_val_episode": trained.best_episode,
+            "val_history": trained.history,
+            "eval_wall_ms_per_episode": 1e3 * result.wall_seconds_per_episode,
+            "eval_device_ms_per_episode": 1e3 * result.device_seconds_per_episode,
+            "eval_device_clock": result.device_clock,
+            "data_ms_per_episode": 1e3 * result.data_seconds_per_episode,
+            "params_backbone": params_backbone,
+            "params_head": params_total - params_backbone,
+            "params_total": params_total,
+            "flops_per_episode": flops_per_episode(method, test_sampler, device),
+            "peak_memory_mb": memory,
+            "peak_memory_kind": memory_kind,
+            "dataset_fingerprint": dataset.fingerprint,
+            "dataset_matches_official": dataset.matches_official,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config": cell.config(),
+            **environment(device),
+        }
+        store.append(record, result.accuracies)
+        on_record(cell, record)

@@ -1,0 +1,130 @@
+"""Presets: typed training recipes, one per method and test setting."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .training import TrainConfig
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one method is built and trained for one test setting.
+
+    Attributes:
+        backbone: name of the Conv-4 layout (see ``methods.BACKBONES``).
+        options: the method's options.
+        train: the training configuration (its way/shot/query describe training episodes).
+    """
+
+    backbone: str
+    train: TrainConfig
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named family of recipes.
+
+    Attributes:
+        name: registry key.
+        summary: one line for ``--list``.
+        recipe: ``recipe(method, n_way, k_shot) -> Recipe`` for a test setting.
+        val_episodes: validation episodes per check (validation uses the test setting).
+    """
+
+    name: str
+    summary: str
+    recipe: Callable[[str, int, int], Recipe]
+
+
+def _quick(method: str, n_way: int, k_shot: int) -> Recipe:
+    """Sized for a 2-core CPU: every recipe trains in 1-4 minutes there."""
+    if method == "relnet":
+        return Recipe(
+            backbone="conv4-relnet",
+            train=TrainConfig(
+                episodes=2500, n_way=5, k_shot=k_shot, n_query=15 if k_shot == 1 else 10,
+                lr_step=1250, val_every=500, val_episodes=100,
+            ),
+        )
+    if method in ("protonet", "matchnet"):
+        return Recipe(
+            backbone="conv4",
+            train=TrainConfig(
+                episodes=1000, n_way=20, k_shot=k_shot, n_query=5,
+                lr_step=500, val_every=250, val_episodes=100,
+            ),
+        )
+    return Recipe(
+        backbone="conv4",
+        train=TrainConfig(episodes=1000, n_way=n_way, k_shot=k_shot, n_query=15, lr_step=500),
+    )
+
+
+def _paper(method: str, n_way: int, k_shot: int) -> Recipe:
+    """The published training recipes, meant for a GPU (hours on a CPU)."""
+    if method == "relnet":
+        # Sung et al. 2018: queries per class by setting, Adam 1e-3 halved every 100k episodes
+        queries = {(5, 1): 19, (5, 5): 15, (20, 1): 10, (20, 5): 5}.get((n_way, k_shot), 10)
+        return Recipe(
+            backbone="conv4-relnet",
+            train=TrainConfig(
+                episodes=1_000_000, n_way=n_way, k_shot=k_shot, n_query=queries,
+                lr_step=100_000, val_every=5000, val_episodes=300,
+            ),
+        )
+    if method == "protonet":
+        # Snell et al. 2017: 60-way training, 5 queries, training shot = test shot, lr halved
+        # every 2000 episodes
+        return Recipe(
+            backbone="conv4",
+            train=TrainConfig(
+                episodes=20_000, n_way=60, k_shot=k_shot, n_query=5,
+                lr_step=2000, val_every=1000, val_episodes=300,
+            ),
+        )
+    if method == "matchnet":
+        # Vinyals et al. 2016: cosine attention, trained on episodes of the test shape
+        return Recipe(
+            backbone="conv4",
+            train=TrainConfig(
+                episodes=20_000, n_way=n_way, k_shot=k_shot, n_query=15 if n_way == 5 else 5,
+                lr_step=2000, val_every=1000, val_episodes=300,
+            ),
+        )
+    return _quick(method, n_way, k_shot)
+
+
+_PRESETS: dict[str, Preset] = {
+    "quick": Preset(
+        "quick",
+        "default; trains each method in minutes on a 2-core CPU (1,000-2,500 episodes)",
+        _quick,
+    ),
+    "paper": Preset(
+        "paper",
+        "each method's published training recipe (up to 1M episodes); meant for a GPU",
+        _paper,
+    ),
+}
+
+
+def available_presets() -> list[str]:
+    return list(_PRESETS)
+
+
+def preset(name: str) -> Preset:
+    """The preset registered as ``name``; the error lists the valid names."""
+    if name not in _PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid: {', '.join(_PRESETS)}")
+    return _PRESETS[name]
+
+
+def with_overrides(recipe: Recipe, **train_overrides: Any) -> Recipe:
+    """``recipe`` with the given TrainConfig fields replaced (``None`` values are ignored)."""
+    changes = {k: v for k, v in train_overrides.items() if v is not None}
+    return dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, **changes))

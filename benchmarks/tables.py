@@ -1,0 +1,141 @@
+"""Comparison tables generated from records: CSV, Markdown and LaTeX under the output folder."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from methods import method_class
+
+from .records import RecordStore
+
+
+def load_records(out: Path) -> pd.DataFrame:
+    """Every dataset's records under ``out`` as one frame, the latest record per config hash."""
+    rows = []
+    for records_file in sorted(Path(out).glob("*/records.jsonl")):
+        rows.extend(RecordStore(records_file.parent).records())
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows)
+    return frame.drop_duplicates("config_hash", keep="last").reset_index(drop=True)
+
+
+def _setting_order(settings: list[str]) -> list[str]:
+    def key(setting: str) -> tuple[int, int]:
+        way, shot = re.findall(r"\d+", setting)[:2]
+        return int(way), int(shot)
+
+    return sorted(set(settings), key=key)
+
+
+def _method_label(group: pd.DataFrame) -> str:
+    """The method's name plus the options that differ from its defaults."""
+    name = group["method"].iloc[0]
+    options = group["method_options"].iloc[0]
+    try:
+        defaults = method_class(name).Options().as_dict()
+    except KeyError:  # a method recorded elsewhere and not registered here
+        defaults = {}
+    detail = ", ".join(f"{k}={v}" for k, v in options.items() if defaults.get(k) != v)
+    return name + (f" ({detail})" if detail else "")
+
+
+def _accuracy_cell(cell: pd.DataFrame) -> str:
+    """``mean ± ci95`` in percent: the episode CI for one seed, the CI across seeds for several."""
+    if len(cell) == 1:
+        row = cell.iloc[0]
+        return f"{100 * row.accuracy:.2f} ± {100 * row.ci95:.2f}"
+    means = cell["accuracy"].to_numpy()
+    half = 1.96 * means.std(ddof=1) / np.sqrt(len(means))
+    return f"{100 * means.mean():.2f} ± {100 * half:.2f} ({len(means)} seeds)"
+
+
+def comparison_table(records: pd.DataFrame) -> pd.DataFrame:
+    """Methods as rows, settings as columns, for records of one dataset, split and preset.
+
+    Accuracy columns hold ``mean ± 95% CI`` in percent; cost columns list one value per setting
+    in the order of the accuracy columns.
+    """
+    settings = _setting_order(records["setting"].tolist())
+    rows = []
+    for (_, backbone, _), group in records.groupby(
+        ["method", "backbone", records["method_options"].map(repr)], sort=True
+    ):
+        row: dict[str, str | int] = {"method": _method_label(group), "backbone": backbone}
+        for setting in settings:
+            cell = group[group["setting"] == setting]
+            row[setting] = _accuracy_cell(cell) if len(cell) else "-"
+        by_setting = [group[group["setting"] == s] for s in settings]
+        row["params"] = int(group["params_total"].iloc[0])
+        row["MFLOPs/episode"] = " / ".join(
+            f"{c['flops_per_episode'].mean() / 1e6:.1f}" if len(c) else "-" for c in by_setting
+        )
+        row["ms/episode"] = " / ".join(
+            f"{c['eval_wall_ms_per_episode'].mean():.1f}" if len(c) else "-" for c in by_setting
+        )
+        trainings = group.drop_duplicates("training_hash")
+        row["train episodes"] = " / ".join(
+            str(int(c["train_episodes"].iloc[0])) if len(c) else "-" for c in by_setting
+        )
+        row["train min (total)"] = f"{trainings['train_wall_s'].sum() / 60:.1f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table_caption(records: pd.DataFrame) -> str:
+    """What the table shows and where its numbers come from."""
+    first = records.iloc[0]
+    episodes = sorted(set(records["test_episodes"]))
+    seeds = sorted(set(records["seed"]))
+    devices = sorted(set(records["device_name"]))
+    clocks = sorted(set(records["eval_device_clock"]))
+    return (
+        f"{first.dataset} / {first.split} split, preset '{first.preset}': test accuracy (%) ± 95% "
+        f"CI over {', '.join(map(str, episodes))} test episodes per cell (1.96·std/√episodes; "
+        f"with several seeds, across seeds), seeds {', '.join(map(str, seeds))}. ms/episode: wall "
+        f"time of one test episode's forward pass ({', '.join(clocks)} also recorded), per "
+        f"setting in column order; measured on {'; '.join(devices)}."
+    )
+
+
+def write_tables(out: Path) -> list[Path]:
+    """Regenerate every table under ``out`` from its records; returns the Markdown files."""
+    records = load_records(out)
+    written = []
+    if records.empty:
+        return written
+    for (dataset, split, preset), group in records.groupby(["dataset", "split", "preset"]):
+        table = comparison_table(group)
+        stem = Path(out) / dataset / f"{split}-{preset}"
+        table.to_csv(stem.with_suffix(".csv"), index=False)
+        caption = table_caption(group)
+        stem.with_suffix(".md").write_text(
+            f"{caption}\n\n{table.to_markdown(index=False)}\n"
+        )
+        latex = table.to_latex(index=False, caption=caption.replace("%", r"\%").replace("±", r"$\pm$"))
+        stem.with_suffix(".tex").write_text(latex.replace("±", r"$\pm$"))
+        written.append(stem.with_suffix(".md"))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.report [--out results]``: regenerate tables without training."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.report",
+        description="Regenerate the comparison tables from the records under --out.",
+    )
+    parser.add_argument("--out", default="results", help="results folder (default: results)")
+    args = parser.parse_args(argv)
+    written = write_tables(Path(args.out))
+    if not written:
+        print(f"no records under {args.out}; run python -m benchmarks.run first")
+        return 1
+    for path in written:
+        print(f"{path}\n{path.read_text()}")
+    return 0

@@ -1,0 +1,96 @@
+"""Registry of datasets the runner can use: name -> how to load its splits."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .store import FewShotSplit
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """A dataset in memory: its splits under each scheme, and what identifies its content.
+
+    Attributes:
+        name: registry name, e.g. ``"omniglot"``.
+        split: ``split(scheme, split_name) -> FewShotSplit``.
+        fingerprint: content hash of the files read (see each dataset's loader).
+        matches_official: whether that hash is the one of the official release (None: unknown).
+    """
+
+    name: str
+    split: Callable[[str, str], FewShotSplit]
+    fingerprint: str
+    matches_official: bool | None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to load one dataset.
+
+    Attributes:
+        name: registry name.
+        summary: one line for ``--list``.
+        schemes: split scheme -> its split names; the runner trains on ``train``, validates on
+            ``val`` when present and tests on ``test``.
+        default_scheme: the scheme used when none is given.
+        load: ``load(data_root, cache_dir, progress) -> LoadedDataset``.
+    """
+
+    name: str
+    summary: str
+    schemes: dict[str, tuple[str, ...]]
+    default_scheme: str
+    load: Callable[[str | os.PathLike[str] | None, str | os.PathLike[str] | None, bool], LoadedDataset]
+
+
+def _load_omniglot(root, cache_dir, progress) -> LoadedDataset:
+    from .omniglot import load_omniglot, omniglot_split
+
+    data = load_omniglot(root, cache_dir=cache_dir, progress=progress)
+    return LoadedDataset(
+        name="omniglot",
+        split=functools.lru_cache(maxsize=None)(
+            lambda scheme, split: omniglot_split(data, scheme, split)
+        ),
+        fingerprint=data.fingerprint,
+        matches_official=data.matches_official,
+    )
+
+
+def _omniglot_spec() -> DatasetSpec:
+    from .omniglot_splits import SCHEMES
+
+    return DatasetSpec(
+        name="omniglot",
+        summary="Omniglot, 1623 handwritten characters x 20 drawings, 1x28x28; splits: "
+        "vinyals (rotations as classes, 4112/688/1692), lake (background/evaluation alphabets)",
+        schemes=dict(SCHEMES),
+        default_scheme="vinyals",
+        load=_load_omniglot,
+    )
+
+
+_DATASETS: dict[str, DatasetSpec] = {"omniglot": _omniglot_spec()}
+
+
+def available_datasets() -> list[str]:
+    return sorted(_DATASETS)
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The spec registered as ``name``; the error lists the registered names."""
+    if name not in _DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available_datasets())}")
+    return _DATASETS[name]
+
+
+def check_scheme(spec: DatasetSpec, scheme: str) -> None:
+    """Raise a ValueError listing the valid schemes of ``spec`` when ``scheme`` is not one."""
+    if scheme not in spec.schemes:
+        raise ValueError(
+            f"unknown split {scheme!r} for dataset {spec.name!r}; valid: {', '.join(spec.schemes)}"
+        )
