@@ -1,0 +1,57 @@
+"""The plan: cells, their config hashes, and training shared between cells."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from benchmarks.plan import group_by_training
+from benchmarks.run import RunConfig, UsageError, plan_cells
+
+
+def test_one_cell_per_method_way_shot_and_seed():
+    cells = plan_cells(RunConfig(methods=("protonet", "relnet"), ways=(5, 20), shots=(1, 5), seeds=(0, 1)), "cpu")
+    assert len(cells) == 2 * 2 * 2 * 2
+    assert {c.setting for c in cells} == {"5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot"}
+    assert len({c.config_hash for c in cells}) == len(cells)
+
+
+def test_config_hash_is_stable_and_sees_every_field():
+    a = plan_cells(RunConfig(methods=("relnet",), shots=(1,)), "cpu")[0]
+    b = plan_cells(RunConfig(methods=("relnet",), shots=(1,)), "cpu")[0]
+    assert a.config_hash == b.config_hash
+    changed = [
+        plan_cells(RunConfig(methods=("relnet",), shots=(1,), options=("relnet.relation=mlp",)), "cpu")[0],
+        plan_cells(RunConfig(methods=("relnet",), shots=(1,), train_episodes=7), "cpu")[0],
+        plan_cells(RunConfig(methods=("relnet",), shots=(1,), test_episodes=100), "cpu")[0],
+        plan_cells(RunConfig(methods=("relnet",), shots=(1,)), "cuda")[0],
+        dataclasses.replace(a, seed=1),
+    ]
+    assert len({a.config_hash, *(c.config_hash for c in changed)}) == 6
+    assert a.config()["recipe"]["train"]["episodes"] == 2500
+
+
+def test_cells_differing_only_in_test_way_share_one_training():
+    cells = plan_cells(RunConfig(methods=("protonet",), ways=(5, 20), shots=(1, 5)), "cpu")
+    groups = group_by_training(cells)
+    assert sorted(len(g) for g in groups.values()) == [2, 2]  # one model per shot
+    assert all({c.k_shot for c in g} == {g[0].k_shot} for g in groups.values())
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (RunConfig(methods=("relnt",)), "unknown method 'relnt'; registered methods: matchnet, protonet, relnet"),
+        (RunConfig(preset="fast"), "unknown preset 'fast'; valid: quick, paper"),
+        (RunConfig(dataset="cifar"), "unknown dataset 'cifar'; available: omniglot"),
+        (RunConfig(split="ravi"), "unknown split 'ravi' for dataset 'omniglot'; valid: vinyals, lake"),
+        (RunConfig(options=("relnet.relaton=mlp",)), "unknown option 'relaton' for method 'relnet'; valid options: relation"),
+        (RunConfig(options=("relation=mlp",)), "must look like METHOD.KEY=VALUE"),
+        (RunConfig(methods=("protonet",), options=("relnet.relation=mlp",)), "not among --methods protonet"),
+        (RunConfig(shots=(0,)), "--shots >= 1"),
+    ],
+)
+def test_bad_input_is_rejected_with_the_valid_choices(config, message):
+    with pytest.raises((UsageError, ValueError, KeyError), match=message):
+        plan_cells(config, "cpu")

@@ -1,0 +1,189 @@
+"""The command line: bad input, complete records, skipping, failures and kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+from pathlib import Path
+
+import pytest
+
+from benchmarks.run import main
+from methods import register_method
+from methods.protonet import PrototypicalNet
+from tests.conftest import REPO
+
+RECORD_FIELDS = {
+    "accuracy", "ci95", "std", "test_episodes", "episodes_file", "train_wall_s", "train_episodes",
+    "eval_wall_ms_per_episode", "eval_device_ms_per_episode", "eval_device_clock",
+    "data_ms_per_episode", "params_backbone", "params_head", "params_total", "flops_per_episode",
+    "peak_memory_mb", "peak_memory_kind", "device_name", "torch_version", "git_commit",
+    "dataset_fingerprint", "config_hash", "config", "method", "dataset", "split", "n_way",
+    "k_shot", "seed", "preset", "backbone", "method_options",
+}
+
+
+@pytest.fixture
+def run(data_root, omniglot, tmp_path, monkeypatch):
+    """``run(*flags) -> exit code``, reading real Omniglot, writing under tmp_path/out."""
+    monkeypatch.setenv("FEWSHOT_DATA_ROOT", str(data_root))
+    cache = os.environ.get("FEWSHOT_CACHE_DIR") or str(tmp_path / "cache")
+    monkeypatch.setenv("FEWSHOT_CACHE_DIR", cache)
+
+    def invoke(*flags: str) -> int:
+        return main(["--out", str(tmp_path / "out"), "--quiet", "--device", "cpu", *flags])
+
+    return invoke
+
+
+def _records(tmp_path: Path) -> list[dict]:
+    path = tmp_path / "out" / "omniglot" / "records.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_list_names_methods_datasets_and_presets(capsys):
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("relnet", "protonet", "matchnet", "omniglot", "quick", "paper"):
+        assert f"  {name}" in out
+
+
+def test_help_is_complete(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for flag in ("--methods", "--dataset", "--split", "--ways", "--shots", "--queries",
+                 "--train-episodes", "--test-episodes", "--seeds", "--preset", "--device",
+                 "--data-root", "--out", "--options", "--config", "--list", "--force", "--quiet"):
+        assert flag in out
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--methods", "relnt"], "registered methods: matchnet, protonet, relnet"),
+        (["--ways", "2000"], "n_way=2000 exceeds the 1692 classes of split 'omniglot/vinyals/test'"),
+        (["--shots", "10", "--queries", "15"], "10 + 15 = 25 exceeds the 20 images"),
+        (["--preset", "fast"], "valid: quick, paper"),
+    ],
+)
+def test_bad_input_fails_before_any_training(run, tmp_path, capsys, flags, message):
+    assert run(*flags) == 2
+    assert message in capsys.readouterr().err
+    assert _records(tmp_path) == []
+    assert not (tmp_path / "out" / "omniglot" / "checkpoints").exists()
+
+
+def test_missing_dataset_offline_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    def offline(url, filename):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("datasets.omniglot.urllib.request.urlretrieve", offline)
+    code = main(["--data-root", str(tmp_path / "nothing"), "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Omniglot not found" in err and "--data-root" in err
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert main(["--out", str(tmp_path / "file"), "--quiet"]) == 2
+    assert "cannot write results to" in capsys.readouterr().err
+
+
+def test_config_file_with_an_unknown_key_lists_the_valid_keys(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text('methods = ["protonet"]\nepisodes = 3\n')
+    assert main(["--config", str(config)]) == 2
+    assert "unknown key(s) episodes" in capsys.readouterr().err
+
+
+def test_a_run_records_every_field_writes_tables_and_skips_on_rerun(run, tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text('methods = ["protonet", "relnet"]\nshots = [1]\ntest-episodes = 5\n')
+    assert run("--config", str(config), "--train-episodes", "2") == 0
+    records = _records(tmp_path)
+    assert [r["method"] for r in records] == ["protonet", "relnet"]
+    for record in records:
+        assert RECORD_FIELDS <= set(record), RECORD_FIELDS - set(record)
+        assert record["test_episodes"] == 5 and record["train_episodes"] == 2
+        assert record["config"]["recipe"]["train"]["episodes"] == 2
+        assert record["eval_device_clock"] == "process_cpu"
+        assert record["params_total"] == record["params_backbone"] + record["params_head"]
+        assert record["flops_per_episode"] > 0
+    table = (tmp_path / "out" / "omniglot" / "vinyals-quick.md").read_text()
+    assert "5-way 1-shot" in table and "protonet" in table and "relnet" in table
+    for suffix in ("csv", "tex"):
+        assert (tmp_path / "out" / "omniglot" / f"vinyals-quick.{suffix}").exists()
+    printed = capsys.readouterr()
+    assert "| protonet" in printed.out
+
+    assert run("--config", str(config), "--train-episodes", "2") == 0
+    assert len(_records(tmp_path)) == 2
+    assert "2 already recorded, skipped" in capsys.readouterr().err
+
+    assert run("--config", str(config), "--train-episodes", "2", "--force") == 0
+    assert len(_records(tmp_path)) == 4
+
+
+class DivergingNet(PrototypicalNet):
+    """Test method whose loss is always NaN."""
+
+    name = "test-diverging"
+
+    def loss(self, scores, query_y):
+        return scores.sum() * float("nan")
+
+
+@pytest.fixture
+def diverging_method():
+    from methods import registry
+
+    register_method(DivergingNet)
+    yield DivergingNet.name
+    registry._METHODS.pop(DivergingNet.name, None)
+
+
+def test_a_non_finite_loss_fails_that_cell_only(run, tmp_path, capsys, diverging_method):
+    code = run("--methods", "test-diverging", "protonet", "--shots", "1",
+               "--train-episodes", "2", "--test-episodes", "5")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "failed: test-diverging omniglot/vinyals 5-way 1-shot seed 0" in err
+    assert "loss became nan" in err
+    assert [r["method"] for r in _records(tmp_path)] == ["protonet"]
+
+
+def test_killed_run_keeps_finished_cells_and_rerun_completes(data_root, omniglot, tmp_path):
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "benchmarks.run", "--methods", "protonet", "matchnet", "relnet",
+        "--train-episodes", "0", "--test-episodes", "150", "--out", str(out), "--quiet",
+        "--device", "cpu",
+    ]
+    env = {**os.environ, "FEWSHOT_DATA_ROOT": str(data_root)}
+    env.setdefault("FEWSHOT_CACHE_DIR", str(tmp_path / "cache"))
+    records = out / "omniglot" / "records.jsonl"
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if records.exists() and records.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = records.read_text().splitlines()
+    assert 1 <= len(before) < 6
+    finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    after = [line for line in records.read_text().splitlines() if line.strip()]
+    assert after[: len(before)] == before
+    assert len(after) == 6
+    assert {json.loads(line)["method"] for line in after} == {"protonet", "matchnet", "relnet"}
+    assert "| relnet" in finished.stdout

@@ -1,0 +1,42 @@
+"""Tables: methods as rows, settings as columns, mean ± CI in percent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.tables import comparison_table, table_caption
+
+
+def _record(method, setting, accuracy, ci95, seed=0, training="t"):
+    way, shot = setting.split("-way ")
+    return {
+        "method": method, "backbone": "conv4", "method_options": {}, "setting": setting,
+        "accuracy": accuracy, "ci95": ci95, "seed": seed, "params_total": 1000,
+        "flops_per_episode": 2e6, "eval_wall_ms_per_episode": 3.0, "train_episodes": 10,
+        "training_hash": training + method + str(seed), "train_wall_s": 60.0, "test_episodes": 600,
+        "dataset": "omniglot", "split": "vinyals", "preset": "quick", "device_name": "CPU",
+        "eval_device_clock": "process_cpu",
+    }
+
+
+def test_methods_are_rows_and_settings_columns():
+    frame = pd.DataFrame([
+        _record("protonet", "5-way 1-shot", 0.9812, 0.0021),
+        _record("protonet", "20-way 1-shot", 0.95, 0.003),
+        _record("relnet", "5-way 1-shot", 0.99, 0.001),
+    ])
+    table = comparison_table(frame)
+    assert list(table["method"]) == ["protonet", "relnet"]
+    assert list(table.columns[2:4]) == ["5-way 1-shot", "20-way 1-shot"]
+    assert table.loc[0, "5-way 1-shot"] == "98.12 ± 0.21"
+    assert table.loc[1, "20-way 1-shot"] == "-"
+    assert table.loc[0, "MFLOPs/episode"] == "2.0 / 2.0"
+    assert "600 test episodes" in table_caption(frame)
+
+
+def test_several_seeds_give_a_ci_across_seeds():
+    frame = pd.DataFrame([_record("protonet", "5-way 1-shot", a, 0.01, seed=s) for s, a in enumerate([0.90, 0.92, 0.94])])
+    cell = comparison_table(frame).loc[0, "5-way 1-shot"]
+    half = 1.96 * np.std([0.90, 0.92, 0.94], ddof=1) / np.sqrt(3)
+    assert cell == f"92.00 ± {100 * half:.2f} (3 seeds)"
