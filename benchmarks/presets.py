@@ -42,26 +42,18 @@ class Preset:
 
 
 def _quick(method: str, n_way: int, k_shot: int) -> Recipe:
-    """Sized for a 2-core CPU: every recipe trains in 1-4 minutes there."""
-    if method == "relnet":
-        return Recipe(
-            backbone="conv4-relnet",
-            train=TrainConfig(
-                episodes=2500, n_way=5, k_shot=k_shot, n_query=15 if k_shot == 1 else 10,
-                lr_step=1250, val_every=500, val_episodes=100,
-            ),
-        )
-    if method in ("protonet", "matchnet"):
-        return Recipe(
-            backbone="conv4",
-            train=TrainConfig(
-                episodes=1000, n_way=20, k_shot=k_shot, n_query=5,
-                lr_step=500, val_every=250, val_episodes=100,
-            ),
-        )
+    """Sized for a 2-core CPU: 1,000 training episodes of 20 ways and 5 queries per class.
+
+    Wide training episodes give many negative pairs per step, which is what lets every method
+    (the Relation Network most of all) reach useful accuracy within 1,000 steps. The Relation
+    Network keeps its paper's embedding layout (64x5x5 maps on 28x28 input).
+    """
     return Recipe(
-        backbone="conv4",
-        train=TrainConfig(episodes=1000, n_way=n_way, k_shot=k_shot, n_query=15, lr_step=500),
+        backbone="conv4-relnet" if method == "relnet" else "conv4",
+        train=TrainConfig(
+            episodes=1000, n_way=20, k_shot=k_shot, n_query=5,
+            lr_step=500, val_every=250, val_episodes=100,
+        ),
     )
 
 
@@ -102,7 +94,7 @@ def _paper(method: str, n_way: int, k_shot: int) -> Recipe:
 _PRESETS: dict[str, Preset] = {
     "quick": Preset(
         "quick",
-        "default; trains each method in minutes on a 2-core CPU (1,000-2,500 episodes)",
+        "default; 1,000 training episodes (20-way, 5 queries), minutes per model on a 2-core CPU",
         _quick,
     ),
     "paper": Preset(

@@ -29,7 +29,7 @@ def test_config_hash_is_stable_and_sees_every_field():
         dataclasses.replace(a, seed=1),
     ]
     assert len({a.config_hash, *(c.config_hash for c in changed)}) == 6
-    assert a.config()["recipe"]["train"]["episodes"] == 2500
+    assert a.config()["recipe"]["train"]["episodes"] == 1000
 
 
 def test_cells_differing_only_in_test_way_share_one_training():
