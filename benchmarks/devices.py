@@ -26,9 +26,21 @@ def device_name(device: torch.device) -> str:
     """A readable name of the hardware behind ``device``."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    return f"{cpu_model()} ({torch.get_num_threads()} threads)"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     import platform
 
-    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 @contextlib.contextmanager

@@ -81,7 +81,7 @@ def comparison_table(records: pd.DataFrame) -> pd.DataFrame:
         row["train episodes"] = " / ".join(
             str(int(c["train_episodes"].iloc[0])) if len(c) else "-" for c in by_setting
         )
-        row["train min (total)"] = f"{trainings['train_wall_s'].sum() / 60:.1f}"
+        row["train time (total)"] = f"{trainings['train_wall_s'].sum() / 60:.1f} min"
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -145,7 +145,8 @@ def train(
         running_loss += loss_value
         running_count += 1
         if progress and index % 10 == 0:
-            bar.set_postfix(loss=f"{loss_value:.4f}", best_val=result.best_val_accuracy)
+            best = result.best_val_accuracy
+            bar.set_postfix(loss=f"{loss_value:.4f}", best_val="-" if best is None else f"{best:.4f}")
         if config.val_every and (index + 1) % config.val_every == 0 and index + 1 < config.episodes:
             validate(index + 1)
     bar.close()

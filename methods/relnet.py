@@ -83,10 +83,14 @@ class ConvRelation(nn.Module):
                 dim=2,
             ).flatten(0, 1)
             first = self.first(pairs)
-        maps = _pool_if_possible(F.relu(self.first_norm(first)))  # [Q*N, C, h', w']
+        return self.after_first(first).view(q, n)
+
+    def after_first(self, first: Tensor) -> Tensor:
+        """Logits ``[P]`` of ``P`` pairs from the first convolution's output ``[P, C, h, w]``."""
+        maps = _pool_if_possible(F.relu(self.first_norm(first)))
         maps = _pool_if_possible(self.second(maps))
         pooled = maps.mean(dim=(-2, -1))  # identity on the paper's 1x1 maps
-        return self.out(self.head(pooled)).view(q, n)
+        return self.out(self.head(pooled)).squeeze(-1)
 
 
 class MlpRelation(nn.Module):

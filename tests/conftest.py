@@ -64,3 +64,20 @@ def numbered_split(
         class_rotation=torch.tensor(rotations or [0] * len(class_sizes)),
         class_names=tuple(f"class{i}" for i in range(len(class_sizes))),
     )
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--timing",
+        action="store_true",
+        help="run the opt-in timing suite in tests/timing (pytest-benchmark)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--timing"):
+        return
+    skip = pytest.mark.skip(reason="timing suite: run with --timing (see README, Speed)")
+    for item in items:
+        if "timing" in item.keywords:
+            item.add_marker(skip)
