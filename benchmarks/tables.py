@@ -122,6 +122,27 @@ def write_tables(out: Path) -> list[Path]:
     return written
 
 
+_MARKER = re.compile(r"(<!-- table: (?P<name>[\w./-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+
+
+def embed_tables(document: Path, out: Path) -> int:
+    """Replace each ``<!-- table: NAME -->...<!-- /table -->`` block of ``document`` with the
+    generated ``out/NAME``; returns how many blocks were filled."""
+    text = document.read_text()
+    count = 0
+
+    def fill(match: re.Match) -> str:
+        nonlocal count
+        table = out / match["name"]
+        if not table.exists():
+            raise FileNotFoundError(f"{document} embeds {table}, which has not been generated")
+        count += 1
+        return match[1] + table.read_text().rstrip() + "\n" + match[4]
+
+    document.write_text(_MARKER.sub(fill, text))
+    return count
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.report [--out results]``: regenerate tables without training."""
     import argparse
@@ -131,11 +152,17 @@ def main(argv: list[str] | None = None) -> int:
         description="Regenerate the comparison tables from the records under --out.",
     )
     parser.add_argument("--out", default="results", help="results folder (default: results)")
+    parser.add_argument(
+        "--embed", metavar="FILE", nargs="*", default=[],
+        help="also refresh the <!-- table: NAME --> blocks of these documents (e.g. README.md)",
+    )
     args = parser.parse_args(argv)
     written = write_tables(Path(args.out))
     if not written:
         print(f"no records under {args.out}; run python -m benchmarks.run first")
         return 1
+    for document in args.embed:
+        embed_tables(Path(document), Path(args.out))
     for path in written:
         print(f"{path}\n{path.read_text()}")
     return 0

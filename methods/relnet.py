@@ -69,12 +69,7 @@ class ConvRelation(nn.Module):
 
     def pair_logits(self, classes: Tensor, queries: Tensor, factorized: bool = True) -> Tensor:
         n, q = len(classes), len(queries)
-        if factorized:
-            weight_class, weight_query = self.first.weight.split(self.in_channels, dim=1)
-            class_half = F.conv2d(classes, weight_class, self.first.bias, padding=1)
-            query_half = F.conv2d(queries, weight_query, None, padding=1)
-            first = (query_half.unsqueeze(1) + class_half.unsqueeze(0)).flatten(0, 1)
-        else:
+        if not factorized:
             pairs = torch.cat(
                 [
                     classes.unsqueeze(0).expand(q, *classes.shape),
@@ -82,15 +77,43 @@ class ConvRelation(nn.Module):
                 ],
                 dim=2,
             ).flatten(0, 1)
-            first = self.first(pairs)
-        return self.after_first(first).view(q, n)
+            return self.after_first(self.first(pairs)).view(q, n)
+        # conv([class ; query]) = conv(class, W_class) + conv(query, W_query): each half once.
+        weight_class, weight_query = self.first.weight.split(self.in_channels, dim=1)
+        class_half = F.conv2d(classes, weight_class, self.first.bias, padding=1)  # [N, C, h, w]
+        query_half = F.conv2d(queries, weight_query, None, padding=1)  # [Q, C, h, w]
+        if self.first_norm.training:
+            # batch statistics are taken over every pair and position: build all of them
+            first = (query_half.unsqueeze(1) + class_half.unsqueeze(0)).flatten(0, 1)
+            return self.after_first(first).view(q, n)
+        # With running statistics the normalisation is affine and folds into the halves, and a
+        # floor-mode 2x2 pool never reads an odd last row or column, so pairs skip both.
+        scale, shift = _folded_batch_norm(self.first_norm)
+        class_half = class_half * scale + shift
+        query_half = query_half * scale
+        h, w = class_half.shape[-2:]
+        if h >= 2 and w >= 2:
+            class_half = class_half[..., : h - h % 2, : w - w % 2]
+            query_half = query_half[..., : h - h % 2, : w - w % 2]
+        maps = torch.relu_(query_half.unsqueeze(1) + class_half.unsqueeze(0)).flatten(0, 1)
+        return self.after_first_block(_pool_if_possible(maps)).view(q, n)
 
     def after_first(self, first: Tensor) -> Tensor:
         """Logits ``[P]`` of ``P`` pairs from the first convolution's output ``[P, C, h, w]``."""
-        maps = _pool_if_possible(F.relu(self.first_norm(first)))
+        return self.after_first_block(_pool_if_possible(F.relu(self.first_norm(first))))
+
+    def after_first_block(self, maps: Tensor) -> Tensor:
+        """Logits ``[P]`` from the first block's pooled output ``[P, C, h', w']``."""
         maps = _pool_if_possible(self.second(maps))
         pooled = maps.mean(dim=(-2, -1))  # identity on the paper's 1x1 maps
         return self.out(self.head(pooled)).squeeze(-1)
+
+
+def _folded_batch_norm(norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    """``(scale, shift)`` of shape ``[C, 1, 1]`` with ``norm(x) == x * scale + shift`` in eval mode."""
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    shift = norm.bias - norm.running_mean * scale
+    return scale.view(-1, 1, 1), shift.view(-1, 1, 1)
 
 
 class MlpRelation(nn.Module):

@@ -40,3 +40,16 @@ def test_several_seeds_give_a_ci_across_seeds():
     cell = comparison_table(frame).loc[0, "5-way 1-shot"]
     half = 1.96 * np.std([0.90, 0.92, 0.94], ddof=1) / np.sqrt(3)
     assert cell == f"92.00 ± {100 * half:.2f} (3 seeds)"
+
+
+def test_generated_tables_are_embedded_between_markers(tmp_path):
+    from benchmarks.tables import embed_tables
+
+    (tmp_path / "omniglot").mkdir()
+    (tmp_path / "omniglot" / "vinyals-quick.md").write_text("| a |\n|---|\n| 1 |\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- table: omniglot/vinyals-quick.md -->\nold\n<!-- /table -->\nend\n")
+    assert embed_tables(readme, tmp_path) == 1
+    assert readme.read_text() == (
+        "intro\n<!-- table: omniglot/vinyals-quick.md -->\n| a |\n|---|\n| 1 |\n<!-- /table -->\nend\n"
+    )
