@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -47,42 +48,74 @@ def backbone_config(name: str) -> Conv4Config:
     return BACKBONES[name]
 
 
+class ConvBlock(nn.Module):
+    """3x3 convolution, BatchNorm, optional 2x2 max-pool, ReLU.
+
+    The ReLU runs after the pool (the two commute, and the pooled map is 4x smaller). In eval
+    mode the normalisation uses running statistics, so it is folded into the convolution's
+    weights and bias: one pass over the map instead of two, same outputs up to rounding.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, padding: int, pool: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=padding)
+        self.norm = nn.BatchNorm2d(out_channels)
+        self.pool = pool
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.norm.training:
+            x = self.norm(self.conv(x))
+        else:
+            scale = self.norm.weight / torch.sqrt(self.norm.running_var + self.norm.eps)
+            weight = self.conv.weight * scale.view(-1, 1, 1, 1)
+            bias = (self.conv.bias - self.norm.running_mean) * scale + self.norm.bias
+            x = F.conv2d(x, weight, bias, padding=self.conv.padding)
+        if self.pool:
+            x = F.max_pool2d(x, 2)
+        return F.relu(x)
+
+
 class Conv4(nn.Module):
     """Conv-4 embedding network returning feature maps; methods decide how to reduce them.
 
     Args:
         in_channels: channels of the input images (1 for Omniglot, 3 for RGB).
         config: the block layout.
+        channels_last: compute in channels-last memory format (the same numbers; on CPU about
+            twice as fast for these small convolutions, see results/timing/).
 
     Shapes:
         input ``[B, in_channels, H, W]`` (any H, W that survive the pooling) ->
         output ``[B, config.channels, h, w]``.
     """
 
-    def __init__(self, in_channels: int = 1, config: Conv4Config = Conv4Config()) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        config: Conv4Config = Conv4Config(),
+        channels_last: bool = True,
+    ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.config = config
         self.out_channels = config.channels
+        self.channels_last = channels_last
         blocks = []
         channels_in = in_channels
         for pool, padding in zip(config.pool, config.padding):
-            layers: list[nn.Module] = [
-                nn.Conv2d(channels_in, config.channels, 3, padding=padding),
-                nn.BatchNorm2d(config.channels),
-                nn.ReLU(inplace=True),
-            ]
-            if pool:
-                layers.append(nn.MaxPool2d(2))
-            blocks.append(nn.Sequential(*layers))
+            blocks.append(ConvBlock(channels_in, config.channels, padding, pool))
             channels_in = config.channels
         self.blocks = nn.Sequential(*blocks)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, images: Tensor) -> Tensor:
         if images.dim() != 4 or images.shape[1] != self.in_channels:
             raise ValueError(
                 f"Conv4 expects images [B, {self.in_channels}, H, W], got {tuple(images.shape)}"
             )
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.blocks(images)
 
     def output_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:

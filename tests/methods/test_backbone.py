@@ -47,3 +47,27 @@ def test_bad_layout_and_unknown_name():
         Conv4Config(pool=(True, True))
     with pytest.raises(ValueError, match="valid: conv4, conv4-relnet"):
         backbone_config("resnet12")
+
+
+def _reference(net: Conv4) -> torch.nn.Sequential:
+    """The textbook block order (conv, BatchNorm, ReLU, pool) with ``net``'s own layers."""
+    layers = []
+    for block in net.blocks:
+        layers += [block.conv, block.norm, torch.nn.ReLU()]
+        if block.pool:
+            layers.append(torch.nn.MaxPool2d(2))
+    return torch.nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("layout", ["conv4", "conv4-relnet"])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_fused_blocks_equal_the_textbook_order_in_train_and_eval(layout, channels_last):
+    torch.manual_seed(0)
+    net = Conv4(3, backbone_config(layout), channels_last=channels_last)
+    images = torch.randn(6, 3, 40, 40)
+    net.train()
+    assert torch.allclose(net(images), _reference(net)(images), atol=1e-5)
+    net(torch.randn(16, 3, 40, 40))  # non-trivial running statistics
+    net.eval()
+    with torch.no_grad():
+        assert torch.allclose(net(images), _reference(net)(images), atol=1e-5)
