@@ -23,9 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -37,22 +34,11 @@ from methods.protonet import PrototypicalNet
 from methods.relnet import RelationNet, RelationNetOptions
 
 from .devices import cpu_model
+from .timing import median_ms
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = [(5, 1), (5, 5), (20, 1), (20, 5)]
 QUERIES = 15
-
-
-def median_ms(fn: Callable[[], object], rounds: int, warmup: int = 2) -> float:
-    with torch.inference_mode():
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 class PairwiseRelation(nn.Module):
@@ -99,8 +85,11 @@ def race(rounds: int, settings: list[tuple[int, int]] = SETTINGS) -> list[dict]:
         setting = f"{n_way}-way {k_shot}-shot"
 
         def add(method, ours_name, ours, theirs_name, theirs, equal=None):
-            ours_ms = median_ms(lambda: ours(support_x, support_y, query_x), rounds)
-            theirs_ms = median_ms(lambda: easyfsl_scores(theirs, support_x, support_y, query_x), rounds)
+            with torch.inference_mode():
+                ours_ms = median_ms(lambda: ours(support_x, support_y, query_x), rounds)
+                theirs_ms = median_ms(
+                    lambda: easyfsl_scores(theirs, support_x, support_y, query_x), rounds
+                )
             rows.append({
                 "setting": setting, "method": method, "ours": ours_name, "easyfsl": theirs_name,
                 "ours_ms": ours_ms, "easyfsl_ms": theirs_ms, "speedup": theirs_ms / ours_ms,
@@ -125,7 +114,8 @@ def race(rounds: int, settings: list[tuple[int, int]] = SETTINGS) -> list[dict]:
         naive.relation = fast.relation
         published = RelationNetworks(textbook_conv4(paper_maps), feature_dimension=64).eval()
         add("relnet", "relnet (factorized)", fast, "RelationNetworks (its module)", published)
-        rows[-1]["naive_ms"] = median_ms(lambda: naive(support_x, support_y, query_x), rounds)
+        with torch.inference_mode():
+            rows[-1]["naive_ms"] = median_ms(lambda: naive(support_x, support_y, query_x), rounds)
         mean_ours = RelationNet(paper_maps, RelationNetOptions(aggregate="mean")).eval()
         mean_ours.relation = fast.relation
         plugged = RelationNetworks(

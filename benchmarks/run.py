@@ -107,7 +107,10 @@ def parse_config(argv: list[str] | None) -> tuple[RunConfig, bool]:
         values.update(_read_config_file(Path(given.pop("config"))))
     values.update(given)
     tuples = {f.name for f in dataclasses.fields(RunConfig) if str(f.type).startswith("tuple")}
-    values = {k: tuple(v) if k in tuples else v for k, v in values.items()}
+    values = {
+        k: (tuple(v) if isinstance(v, (list, tuple)) else (v,)) if k in tuples else v
+        for k, v in values.items()
+    }
     return RunConfig(**values), listing
 
 

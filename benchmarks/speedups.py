@@ -4,8 +4,9 @@ For relnet and protonet (the quick-preset models trained by ``benchmarks.run``, 
 checkpoints under ``--results``), at 20-way 5-shot with 15 queries per class on Omniglot, times
 one test-episode inference and one training step for:
 
-- ``baseline``: float32, contiguous (NCHW) tensors, the default thread count;
-- ``channels_last``: model and images in channels-last memory format;
+- ``default (channels_last)``: float32, the backbone in channels-last memory format (the default),
+  the default thread count;
+- ``contiguous NCHW``: the same model in the contiguous (NCHW) format;
 - ``bf16 autocast``: ``torch.autocast`` with bfloat16;
 - ``torch.compile``: the compiled model (compile time reported separately);
 - ``1 thread``: ``torch.set_num_threads(1)``.
@@ -20,9 +21,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -36,24 +36,10 @@ from .devices import cpu_model, resolve_device
 from .plan import Cell
 from .presets import preset
 from .records import RecordStore
+from .timing import median_ms
 
 REPO = Path(__file__).resolve().parents[1]
 N_WAY, K_SHOT, QUERIES = 20, 5, 15
-
-
-def _median_ms(fn: Callable[[], object], rounds: int, device: torch.device) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(rounds):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 @contextlib.contextmanager
@@ -86,17 +72,17 @@ def measure(results: Path, rounds: int, accuracy_episodes: int, device: torch.de
     rows = []
     for method in ("relnet", "protonet"):
         options = {
-            "baseline": {},
-            "channels_last": {"channels_last": True},
+            "default (channels_last)": {},
+            "contiguous NCHW": {"contiguous": True},
             "bf16 autocast": {"autocast": torch.bfloat16},
             "torch.compile": {"compile": True},
             "1 thread": {"threads": 1},
         }
         for label, option in options.items():
             model, trained = _trained(method, results, device)
-            to_images = (lambda x: x.contiguous(memory_format=torch.channels_last)) if option.get("channels_last") else (lambda x: x)
-            if option.get("channels_last"):
-                model = model.to(memory_format=torch.channels_last)
+            if option.get("contiguous"):
+                model.backbone.channels_last = False
+                model = model.to(memory_format=torch.contiguous_format)
             forward = model
             compile_s = None
             if option.get("compile"):
@@ -116,10 +102,10 @@ def measure(results: Path, rounds: int, accuracy_episodes: int, device: torch.de
                 correct = []
                 with torch.inference_mode(), autocast:
                     for e in episodes:
-                        scores = forward(to_images(e.support_x), e.support_y, to_images(e.query_x))
+                        scores = forward(e.support_x, e.support_y, e.query_x)
                         correct.append((scores.argmax(1) == e.query_y).float().mean().item())
-                    sx, sy, qx = to_images(episodes[0].support_x), episodes[0].support_y, to_images(episodes[0].query_x)
-                    infer_ms = _median_ms(lambda: forward(sx, sy, qx), rounds, device)
+                    sx, sy, qx = episodes[0].support_x, episodes[0].support_y, episodes[0].query_x
+                    infer_ms = median_ms(lambda: forward(sx, sy, qx), rounds, device)
                 model.train()
                 optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
                 qy = episodes[0].query_y
@@ -131,7 +117,7 @@ def measure(results: Path, rounds: int, accuracy_episodes: int, device: torch.de
                     loss.backward()
                     optimizer.step()
 
-                train_ms = _median_ms(step, rounds, device)
+                train_ms = median_ms(step, rounds, device)
             rows.append({
                 "method": method, "option": label, "inference_ms": infer_ms, "train_step_ms": train_ms,
                 "accuracy_%": 100 * sum(correct) / len(correct), "trained_model": trained,
@@ -142,7 +128,7 @@ def measure(results: Path, rounds: int, accuracy_episodes: int, device: torch.de
 
 def markdown(rows: list[dict], device: torch.device, accuracy_episodes: int) -> str:
     frame = pd.DataFrame(rows)
-    base = frame[frame.option == "baseline"].set_index("method")
+    base = frame[frame.option == "default (channels_last)"].set_index("method")
     frame["inference_speedup"] = frame.apply(lambda r: base.loc[r.method, "inference_ms"] / r.inference_ms, axis=1)
     frame["train_speedup"] = frame.apply(lambda r: base.loc[r.method, "train_step_ms"] / r.train_step_ms, axis=1)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()

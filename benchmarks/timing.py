@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -48,3 +50,23 @@ class StepTimer:
             self.device_seconds += time.process_time() - self._cpu
         self.wall_seconds += time.perf_counter() - self._wall
         self.steps += 1
+
+
+def median_ms(
+    fn: Callable[[], object], rounds: int, device: torch.device | None = None, warmup: int = 2
+) -> float:
+    """Median wall milliseconds of ``fn()`` over ``rounds`` calls after ``warmup`` calls,
+    synchronising CUDA around each call when ``device`` is a GPU."""
+    cuda = device is not None and device.type == "cuda"
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(rounds):
+        if cuda:
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)

@@ -55,3 +55,17 @@ def test_cells_differing_only_in_test_way_share_one_training():
 def test_bad_input_is_rejected_with_the_valid_choices(config, message):
     with pytest.raises((UsageError, ValueError, KeyError), match=message):
         plan_cells(config, "cpu")
+
+
+def test_config_file_values_and_flags_merge_with_flags_winning(tmp_path):
+    from benchmarks.run import parse_config
+
+    path = tmp_path / "run.toml"
+    path.write_text('methods = ["relnet"]\nways = 20\ntest-episodes = 100\n')
+    config, listing = parse_config(["--config", str(path), "--test-episodes", "50"])
+    assert (config.methods, config.ways, config.test_episodes) == (("relnet",), (20,), 50)
+    assert config.shots == (1, 5) and not listing
+    json_path = tmp_path / "run.json"
+    json_path.write_text('{"seeds": [0, 1], "preset": "paper"}')
+    config, _ = parse_config(["--config", str(json_path)])
+    assert (config.seeds, config.preset) == ((0, 1), "paper")
