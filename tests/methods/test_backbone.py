@@ -71,3 +71,16 @@ def test_fused_blocks_equal_the_textbook_order_in_train_and_eval(layout, channel
     net.eval()
     with torch.no_grad():
         assert torch.allclose(net(images), _reference(net)(images), atol=1e-5)
+
+
+def test_chunked_evaluation_gives_the_same_features():
+    torch.manual_seed(0)
+    chunked = Conv4(1, cpu_eval_chunk_bytes=3 * 4 * 64 * 28 * 28)  # 3 images per chunk
+    whole = Conv4(1, cpu_eval_chunk_bytes=2**40)
+    chunked.train()(torch.randn(16, 1, 28, 28))  # non-trivial running statistics
+    whole.load_state_dict(chunked.state_dict())
+    images = torch.randn(10, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(chunked.eval()(images), whole.eval()(images), atol=1e-6)
+        # in training mode BatchNorm needs the whole batch: no chunking there
+        assert torch.allclose(chunked.train()(images), whole.train()(images), atol=1e-6)

@@ -3,7 +3,7 @@ and writes the report under results/timing/).
 
 Per setting, the median time of one test episode's inference and of one training step
 (forward, backward, Adam step) for each method, the data time to assemble an episode, and the
-FLOPs of each, next to a float32 matmul peak measured in the same run.
+FLOPs of each, next to float32 matmul and convolution peaks measured in the same run.
 """
 
 from __future__ import annotations
@@ -123,10 +123,23 @@ def test_episode_assembly(benchmark, setting):
 
 
 def test_matmul_peak(benchmark):
-    """The machine's float32 matmul throughput, the yardstick for achieved GFLOP/s."""
+    """Float32 matmul throughput (BLAS), one yardstick for achieved GFLOP/s."""
     n = 2048
     a, b = torch.rand(n, n), torch.rand(n, n)
     benchmark.extra_info.update(phase="peak", variant="matmul 2048", setting="peak", flops=2 * n**3)
     benchmark.group = "peak"
     out = benchmark.pedantic(lambda: a @ b, rounds=10, warmup_rounds=2)
     assert out.shape == (n, n)
+
+
+def test_convolution_peak(benchmark):
+    """Float32 3x3 convolution throughput on a large channels-last batch (oneDNN): on CPUs where
+    the BLAS is not tuned (MKL on AMD), this beats the matmul and is the real ceiling."""
+    x = torch.rand(32, 256, 32, 32).contiguous(memory_format=torch.channels_last)
+    w = torch.rand(256, 256, 3, 3).contiguous(memory_format=torch.channels_last)
+    flops = 2 * 32 * 32 * 32 * 256 * 256 * 9
+    benchmark.extra_info.update(phase="peak", variant="conv3x3 256ch", setting="peak", flops=flops)
+    benchmark.group = "peak"
+    with torch.inference_mode():
+        out = benchmark.pedantic(lambda: torch.nn.functional.conv2d(x, w, padding=1), rounds=10, warmup_rounds=2)
+    assert out.shape == (32, 256, 32, 32)
