@@ -95,6 +95,7 @@ def run_group(
         trained = train(
             method, samplers(first, dataset, splits)["train"], first.recipe.train, device,
             val_sampler=validation, progress=progress, description=f"train {first.method}",
+            precision=first.precision,
         )
         store.save_checkpoint(
             first.training_hash,
@@ -109,7 +110,7 @@ def run_group(
             torch.cuda.reset_peak_memory_stats(device)
         result = evaluate(
             method, test_sampler, cell.test_episodes, device, progress,
-            description=f"test {cell.method} {cell.setting}",
+            description=f"test {cell.method} {cell.setting}", precision=cell.precision,
         )
         memory, memory_kind = peak_memory_mb(device)
         record = {
@@ -125,6 +126,7 @@ def run_group(
             "seed": cell.seed,
             "preset": cell.preset,
             "backbone": cell.recipe.backbone,
+            "precision": cell.precision,
             "method_options": method.options.as_dict(),
             "accuracy": result.mean,
             "ci95": result.ci95,

@@ -11,6 +11,7 @@ import torch
 from datasets import EpisodeSampler
 from methods import FewShotMethod
 
+from .devices import autocast
 from .timing import StepTimer
 
 
@@ -58,8 +59,10 @@ def evaluate(
     device: torch.device,
     progress: bool = True,
     description: str = "test",
+    precision: str = "fp32",
 ) -> EvalResult:
-    """Accuracy of ``method`` on episodes ``0 .. episodes-1`` of ``sampler``, in ``eval()`` mode.
+    """Accuracy of ``method`` on episodes ``0 .. episodes-1`` of ``sampler``, in ``eval()`` mode
+    and the given compute precision (``"fp32"`` or ``"bf16"`` autocast).
 
     The method's previous train/eval mode is restored afterwards.
     """
@@ -74,7 +77,7 @@ def evaluate(
     data = StepTimer(torch.device("cpu"))
     bar = tqdm(range(episodes), desc=description, unit="ep", disable=not progress, leave=False)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, precision):
             for i in bar:
                 with data:
                     episode = sampler[i].to(device)

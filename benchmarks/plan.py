@@ -30,6 +30,7 @@ class Cell:
     preset: str
     device: str
     recipe: Recipe
+    precision: str = "fp32"
 
     @property
     def setting(self) -> str:

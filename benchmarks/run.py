@@ -26,7 +26,7 @@ from datasets.registry import available_datasets, check_scheme, dataset_spec
 from methods import available_methods, build_options, method_class, method_summary
 from methods.registry import UnknownMethodError
 
-from .devices import resolve_device
+from .devices import PRECISIONS, resolve_device
 from .plan import Cell, group_by_training
 from .presets import available_presets, preset, with_overrides
 from .records import RecordStore, check_writable
@@ -54,6 +54,7 @@ class RunConfig:
     out: str = "results"
     options: tuple[str, ...] = ()
     time_budget: float | None = None
+    precision: str = "fp32"
     force: bool = False
     quiet: bool = False
 
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", metavar="DIR", help=f"results folder (default: {defaults.out})")
     add("--options", nargs="+", metavar="METHOD.KEY=VALUE", help="method options, e.g. relnet.relation=mlp matchnet.fce=true")
     add("--time-budget", type=float, metavar="SECONDS", help="stop each training after this wall time; the record says how many episodes were trained")
+    add("--precision", choices=PRECISIONS, help="fp32 (default) or bf16 autocast for training and testing")
     add("--config", metavar="FILE", help="TOML or JSON file with any of these options (flags given here win)")
     add("--force", action="store_true", help="redo cells that are already recorded")
     add("--quiet", action="store_true", help="no progress bars; one log line per cell")
@@ -165,6 +167,8 @@ def plan_cells(config: RunConfig, device: str) -> list[Cell]:
             raise UsageError(f"{label} needs at least one value")
     if min(config.ways) < 2 or min(config.shots) < 1 or config.queries < 1 or config.test_episodes < 2:
         raise UsageError("need --ways >= 2, --shots >= 1, --queries >= 1 and --test-episodes >= 2")
+    if config.precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {config.precision!r}; valid: {', '.join(PRECISIONS)}")
     if config.train_episodes is not None and config.train_episodes < 0:
         raise UsageError("--train-episodes must be >= 0")
     cells = []
@@ -179,7 +183,8 @@ def plan_cells(config: RunConfig, device: str) -> list[Cell]:
                 for seed in config.seeds:
                     cells.append(
                         Cell(method, config.dataset, split, way, shot, config.queries,
-                             config.test_episodes, seed, config.preset, device, recipe)
+                             config.test_episodes, seed, config.preset, device, recipe,
+                             config.precision)
                     )
     return cells
 

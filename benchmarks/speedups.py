@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ import pandas as pd
 import torch
 
 from datasets import EpisodeSampler
+from datasets.paths import DatasetNotFoundError
 from datasets.registry import dataset_spec
 
 from .cell import build_method
@@ -64,9 +66,10 @@ def _trained(method: str, results: Path, device: torch.device):
     return model.to(device), checkpoint is not None
 
 
-def measure(results: Path, rounds: int, accuracy_episodes: int, device: torch.device) -> list[dict]:
-    spec = dataset_spec("omniglot")
-    data = spec.load(None, None, False)
+def measure(
+    results: Path, rounds: int, accuracy_episodes: int, device: torch.device, data_root: str | None
+) -> list[dict]:
+    data = dataset_spec("omniglot").load(data_root, None, False)
     test = EpisodeSampler(data.split("vinyals", "test"), N_WAY, K_SHOT, QUERIES, seed=0)
     episodes = [test[i].to(device) for i in range(accuracy_episodes)]
     rows = []
@@ -152,10 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--accuracy-episodes", type=int, default=200)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-root", help="folder holding omniglot/ (default: $FEWSHOT_DATA_ROOT, else ./data)")
     parser.add_argument("--out", default=str(REPO / "results" / "timing"))
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
-    rows = measure(Path(args.results), args.rounds, args.accuracy_episodes, device)
+    try:
+        rows = measure(Path(args.results), args.rounds, args.accuracy_episodes, device, args.data_root)
+    except DatasetNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "speedups.json").write_text(json.dumps(rows, indent=1))

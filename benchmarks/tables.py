@@ -36,6 +36,9 @@ def _method_label(group: pd.DataFrame) -> str:
     """The method's name plus the options that differ from its defaults."""
     name = group["method"].iloc[0]
     options = group["method_options"].iloc[0]
+    precision = group["precision"].iloc[0] if "precision" in group else "fp32"
+    if isinstance(precision, str) and precision != "fp32":
+        name += f" [{precision}]"
     try:
         defaults = method_class(name).Options().as_dict()
     except KeyError:  # a method recorded elsewhere and not registered here
@@ -62,8 +65,12 @@ def comparison_table(records: pd.DataFrame) -> pd.DataFrame:
     """
     settings = _setting_order(records["setting"].tolist())
     rows = []
-    for (_, backbone, _), group in records.groupby(
-        ["method", "backbone", records["method_options"].map(repr)], sort=True
+    precision = (
+        records["precision"].fillna("fp32") if "precision" in records
+        else pd.Series("fp32", records.index)
+    )
+    for (_, backbone, _, _), group in records.groupby(
+        ["method", "backbone", records["method_options"].map(repr), precision], sort=True
     ):
         row: dict[str, str | int] = {"method": _method_label(group), "backbone": backbone}
         for setting in settings:

@@ -12,6 +12,7 @@ import torch
 from datasets import EpisodeSampler
 from methods import FewShotMethod
 
+from .devices import autocast
 from .evaluation import evaluate
 
 
@@ -84,12 +85,14 @@ def train(
     val_sampler: EpisodeSampler | None = None,
     progress: bool = True,
     description: str = "train",
+    precision: str = "fp32",
 ) -> TrainResult:
     """Meta-train ``method`` in place on episodes ``0 .. config.episodes-1`` of ``sampler``.
 
     With a ``val_sampler``, the model is validated (in ``eval()`` mode, on the same validation
     episodes each time) every ``config.val_every`` episodes and at the end, and the weights with
-    the best validation accuracy are loaded back before returning.
+    the best validation accuracy are loaded back before returning. ``precision="bf16"`` runs
+    forward passes and losses under bfloat16 autocast (weights and optimiser stay float32).
 
     Raises:
         NonFiniteLossError: a loss was NaN or infinite.
@@ -109,7 +112,7 @@ def train(
         if val_sampler is None:
             return
         accuracy = evaluate(
-            method, val_sampler, config.val_episodes, device, progress, "validate"
+            method, val_sampler, config.val_episodes, device, progress, "validate", precision
         ).mean
         mean_loss = running_loss / running_count if running_count else float("nan")
         result.history.append(
@@ -126,8 +129,9 @@ def train(
             result.stopped_by_budget = True
             break
         episode = sampler[index].to(device)
-        scores = method(episode.support_x, episode.support_y, episode.query_x)
-        loss = method.loss(scores, episode.query_y)
+        with autocast(device, precision):
+            scores = method(episode.support_x, episode.support_y, episode.query_x)
+            loss = method.loss(scores, episode.query_y)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             bar.close()

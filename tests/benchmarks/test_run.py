@@ -187,3 +187,18 @@ def test_killed_run_keeps_finished_cells_and_rerun_completes(data_root, omniglot
     assert len(after) == 6
     assert {json.loads(line)["method"] for line in after} == {"protonet", "matchnet", "relnet"}
     assert "| relnet" in finished.stdout
+
+
+def test_bf16_precision_is_recorded_and_labelled(run, tmp_path, capsys):
+    assert run("--methods", "protonet", "--shots", "1", "--train-episodes", "2",
+               "--test-episodes", "5", "--precision", "bf16") == 0
+    (record,) = _records(tmp_path)
+    assert record["precision"] == "bf16" and record["config"]["precision"] == "bf16"
+    assert 0.0 <= record["accuracy"] <= 1.0
+    assert "| protonet [bf16]" in capsys.readouterr().out
+
+
+def test_unknown_precision_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        main(["--precision", "fp16"])
+    assert "invalid choice: 'fp16'" in capsys.readouterr().err

@@ -79,3 +79,14 @@ def test_time_budget_stops_training_and_says_so():
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="lr > 0"):
         TrainConfig(lr=0.0)
+
+
+def test_bf16_training_takes_finite_steps():
+    config = TrainConfig(episodes=3, n_way=3, k_shot=1, n_query=2, val_every=0)
+    model = _small_protonet()
+    before = [p.detach().clone() for p in model.parameters()]
+    result = train(model, EpisodeSampler(_small_split(), 3, 1, 2, 0, "train"), config, CPU,
+                   progress=False, precision="bf16")
+    assert result.episodes_trained == 3
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
