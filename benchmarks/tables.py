@@ -10,7 +10,9 @@ import pandas as pd
 
 from methods import method_class
 
+from .published import PUBLISHED
 from .records import RecordStore
+from .statistics import paired_table
 
 
 def load_records(out: Path) -> pd.DataFrame:
@@ -126,7 +128,65 @@ def write_tables(out: Path) -> list[Path]:
         latex = table.to_latex(index=False, caption=caption.replace("%", r"\%").replace("±", r"$\pm$"))
         stem.with_suffix(".tex").write_text(latex.replace("±", r"$\pm$"))
         written.append(stem.with_suffix(".md"))
+        store = RecordStore(Path(out) / dataset)
+        accuracies = {r.config_hash: store.accuracies(r._asdict()) for r in group.itertuples()}
+        labels = group.apply(lambda r: _method_label(group.loc[[r.name]]), axis=1)
+        paired = paired_table(group, accuracies, labels)
+        if not paired.empty:
+            paired_stem = Path(out) / dataset / f"{split}-{preset}-paired"
+            paired.to_csv(paired_stem.with_suffix(".csv"), index=False)
+            paired_stem.with_suffix(".md").write_text(
+                f"{first_line(group)}: paired differences of per-episode test accuracy (the "
+                "methods saw identical episodes); ± is the 95% CI of the mean difference.\n\n"
+                f"{paired.to_markdown(index=False)}\n"
+            )
+        published = published_table(group)
+        if not published.empty:
+            published_stem = Path(out) / dataset / f"{split}-{preset}-published"
+            published.to_csv(published_stem.with_suffix(".csv"), index=False)
+            sources = sorted({PUBLISHED[k].source for k in _published_keys(group)})
+            published_stem.with_suffix(".md").write_text(
+                f"{first_line(group)}: ours (mean ± 95% CI over test episodes, per seed) next to "
+                "the published accuracy.\n\n"
+                f"{published.to_markdown(index=False)}\n\nSources:\n"
+                + "".join(f"- {source}\n" for source in sources)
+            )
     return written
+
+
+def _published_keys(records: pd.DataFrame) -> list[tuple]:
+    keys = [
+        (r.method, r.dataset, r.split, int(r.n_way), int(r.k_shot)) for r in records.itertuples()
+    ]
+    return [k for k in keys if k in PUBLISHED]
+
+
+def published_table(records: pd.DataFrame) -> pd.DataFrame:
+    """Ours vs published per cell with a published value: difference, and whether the published
+    value lies inside our 95% CI."""
+    rows = []
+    for r in records.sort_values(["method", "n_way", "k_shot", "seed"]).itertuples():
+        key = (r.method, r.dataset, r.split, int(r.n_way), int(r.k_shot))
+        if key not in PUBLISHED:
+            continue
+        ref = PUBLISHED[key]
+        ours, half = 100 * r.accuracy, 100 * r.ci95
+        rows.append({
+            "method": r.method,
+            "setting": r.setting,
+            "seed": r.seed,
+            "ours": f"{ours:.2f} ± {half:.2f}",
+            "published": f"{ref.accuracy:.1f}" + (f" ± {ref.ci95:.1f}" if ref.ci95 else ""),
+            "ours - published": f"{ours - ref.accuracy:+.2f}",
+            "published in our CI": "yes" if abs(ours - ref.accuracy) <= half else "no",
+            "train episodes": int(r.train_episodes),
+        })
+    return pd.DataFrame(rows)
+
+
+def first_line(records: pd.DataFrame) -> str:
+    first = records.iloc[0]
+    return f"{first.dataset} / {first.split} split, preset '{first.preset}'"
 
 
 _MARKER = re.compile(r"(<!-- table: (?P<name>[\w./-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -120,6 +121,8 @@ def test_a_run_records_every_field_writes_tables_and_skips_on_rerun(run, tmp_pat
     assert "5-way 1-shot" in table and "protonet" in table and "relnet" in table
     for suffix in ("csv", "tex"):
         assert (tmp_path / "out" / "omniglot" / f"vinyals-quick.{suffix}").exists()
+    paired = (tmp_path / "out" / "omniglot" / "vinyals-quick-paired.md").read_text()
+    assert re.search(r"\| 5-way 1-shot \| +0 \| protonet +\| relnet", paired)
     printed = capsys.readouterr()
     assert "| protonet" in printed.out
 

@@ -53,3 +53,21 @@ def test_generated_tables_are_embedded_between_markers(tmp_path):
     assert readme.read_text() == (
         "intro\n<!-- table: omniglot/vinyals-quick.md -->\n| a |\n|---|\n| 1 |\n<!-- /table -->\nend\n"
     )
+
+
+def test_published_comparison_says_whether_the_paper_lies_in_our_ci():
+    from benchmarks.tables import published_table
+
+    frame = pd.DataFrame([
+        {**_record("relnet", "5-way 1-shot", 0.995, 0.002), "n_way": 5, "k_shot": 1},
+        {**_record("protonet", "20-way 5-shot", 0.97, 0.002), "n_way": 20, "k_shot": 5},
+        {**_record("mine", "5-way 1-shot", 0.9, 0.01), "n_way": 5, "k_shot": 1},  # unpublished
+    ])
+    table = published_table(frame)
+    assert list(table["method"]) == ["protonet", "relnet"]
+    relnet = table[table["method"] == "relnet"].iloc[0]
+    assert (relnet["published"], relnet["ours - published"], relnet["published in our CI"]) == (
+        "99.6 ± 0.2", "-0.10", "yes"
+    )
+    protonet = table[table["method"] == "protonet"].iloc[0]
+    assert (protonet["ours - published"], protonet["published in our CI"]) == ("-1.90", "no")

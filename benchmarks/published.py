@@ -1,0 +1,38 @@
+"""Published Omniglot accuracies (Vinyals split) of the three methods, with their sources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published test accuracy in percent, its 95% CI half-width when given, and the source."""
+
+    accuracy: float
+    ci95: float | None
+    source: str
+
+
+_RELNET = "Sung et al., Learning to Compare: Relation Network for Few-Shot Learning, CVPR 2018, Table 1"
+_PROTONET = "Snell et al., Prototypical Networks for Few-shot Learning, NeurIPS 2017, Table 1"
+_MATCHNET = (
+    "Vinyals et al., Matching Networks for One Shot Learning, NeurIPS 2016, Table 1 "
+    "(cosine, no fine-tuning)"
+)
+
+#: (method, dataset, split, n_way, k_shot) -> published result.
+PUBLISHED: dict[tuple[str, str, str, int, int], Published] = {
+    ("relnet", "omniglot", "vinyals", 5, 1): Published(99.6, 0.2, _RELNET),
+    ("relnet", "omniglot", "vinyals", 5, 5): Published(99.8, 0.1, _RELNET),
+    ("relnet", "omniglot", "vinyals", 20, 1): Published(97.6, 0.2, _RELNET),
+    ("relnet", "omniglot", "vinyals", 20, 5): Published(99.1, 0.1, _RELNET),
+    ("protonet", "omniglot", "vinyals", 5, 1): Published(98.8, None, _PROTONET),
+    ("protonet", "omniglot", "vinyals", 5, 5): Published(99.7, None, _PROTONET),
+    ("protonet", "omniglot", "vinyals", 20, 1): Published(96.0, None, _PROTONET),
+    ("protonet", "omniglot", "vinyals", 20, 5): Published(98.9, None, _PROTONET),
+    ("matchnet", "omniglot", "vinyals", 5, 1): Published(98.1, None, _MATCHNET),
+    ("matchnet", "omniglot", "vinyals", 5, 5): Published(98.9, None, _MATCHNET),
+    ("matchnet", "omniglot", "vinyals", 20, 1): Published(93.8, None, _MATCHNET),
+    ("matchnet", "omniglot", "vinyals", 20, 5): Published(98.5, None, _MATCHNET),
+}
