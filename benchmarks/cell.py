@@ -91,10 +91,10 @@ def run_group(
         trained = TrainResult(**checkpoint["train_result"])
         reused = True
     else:
-        validation = samplers(first, dataset, splits).get("val")
+        streams = samplers(first, dataset, splits)
         trained = train(
-            method, samplers(first, dataset, splits)["train"], first.recipe.train, device,
-            val_sampler=validation, progress=progress, description=f"train {first.method}",
+            method, streams["train"], first.recipe.train, device,
+            val_sampler=streams.get("val"), progress=progress, description=f"train {first.method}",
             precision=first.precision,
         )
         store.save_checkpoint(

@@ -26,6 +26,7 @@ from datasets.registry import available_datasets, check_scheme, dataset_spec
 from methods import available_methods, build_options, method_class, method_summary
 from methods.registry import UnknownMethodError
 
+from .cell import run_group, samplers
 from .devices import PRECISIONS, resolve_device
 from .plan import Cell, group_by_training
 from .presets import available_presets, preset, with_overrides
@@ -219,8 +220,6 @@ def main(argv: list[str] | None = None) -> int:
         spec = dataset_spec(config.dataset)
         dataset = spec.load(config.data_root, config.cache_dir, not config.quiet)
         splits = spec.schemes[cells[0].split]
-        from .cell import run_group, samplers
-
         for cell in cells:  # impossible settings fail here, before any training
             try:
                 samplers(cell, dataset, splits)
@@ -250,14 +249,22 @@ def main(argv: list[str] | None = None) -> int:
             f"{record['train_wall_s']:.0f} s; {record['eval_wall_ms_per_episode']:.1f} ms/test episode)"
         )
 
-    for group in groups.values():
-        try:
-            run_group(group, dataset, splits, dataset_image_channels(dataset, cells[0]), store,
-                      device, not config.quiet, config.force, on_record)
-        except NonFiniteLossError as error:
-            labels = ", ".join(c.label for c in group)
-            failures.append(f"{labels}: {error}")
-            log(f"failed: {labels}: {error}")
+    try:
+        for group in groups.values():
+            try:
+                run_group(group, dataset, splits, dataset_image_channels(dataset, cells[0]),
+                          store, device, not config.quiet, config.force, on_record)
+            except NonFiniteLossError as error:
+                labels = ", ".join(c.label for c in group)
+                failures.append(f"{labels}: {error}")
+                log(f"failed: {labels}: {error}")
+    except KeyboardInterrupt:
+        log(
+            f"interrupted: the {finished} cell(s) finished in this run are recorded in "
+            f"{store.records_file}; run the same command again to do the rest"
+        )
+        write_tables(out)
+        return 130
     log(f"finished in {time.perf_counter() - started:.0f} s")
     write_tables(out)
     records = load_records(out)

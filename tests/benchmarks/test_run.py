@@ -205,3 +205,27 @@ def test_unknown_precision_is_rejected(capsys):
     with pytest.raises(SystemExit):
         main(["--precision", "fp16"])
     assert "invalid choice: 'fp16'" in capsys.readouterr().err
+
+
+class InterruptedNet(PrototypicalNet):
+    """Test method whose training is interrupted by Ctrl-C."""
+
+    name = "test-interrupted"
+
+    def loss(self, scores, query_y):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_finished_cells(run, tmp_path, capsys):
+    from methods import registry
+
+    register_method(InterruptedNet)
+    try:
+        code = run("--methods", "protonet", "test-interrupted", "--shots", "1",
+                   "--train-episodes", "2", "--test-episodes", "5")
+    finally:
+        registry._METHODS.pop(InterruptedNet.name, None)
+    assert code == 130
+    assert "interrupted: the 1 cell(s) finished in this run are recorded" in capsys.readouterr().err
+    assert [r["method"] for r in _records(tmp_path)] == ["protonet"]
+    assert (tmp_path / "out" / "omniglot" / "vinyals-quick.md").exists()
