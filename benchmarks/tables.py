@@ -10,6 +10,7 @@ import pandas as pd
 
 from methods import method_class
 
+from .plots import write_plots
 from .published import PUBLISHED
 from .records import RecordStore
 from .statistics import paired_table
@@ -140,6 +141,7 @@ def write_tables(out: Path) -> list[Path]:
                 "methods saw identical episodes); ± is the 95% CI of the mean difference.\n\n"
                 f"{paired.to_markdown(index=False)}\n"
             )
+        write_plots(group, stem)
         published = published_table(group)
         if not published.empty:
             published_stem = Path(out) / dataset / f"{split}-{preset}-published"

@@ -71,3 +71,20 @@ def test_published_comparison_says_whether_the_paper_lies_in_our_ci():
     )
     protonet = table[table["method"] == "protonet"].iloc[0]
     assert (protonet["ours - published"], protonet["published in our CI"]) == ("-1.90", "no")
+
+
+def test_three_plots_are_written_as_png(tmp_path):
+    from benchmarks.plots import write_plots
+
+    frame = pd.DataFrame([
+        {**_record(m, s, a, 0.01), "val_history": [{"episode": 5, "val_accuracy": a - 0.05},
+                                                     {"episode": 10, "val_accuracy": a}]}
+        for m, s, a in [("protonet", "5-way 1-shot", 0.9), ("relnet", "5-way 1-shot", 0.92),
+                        ("protonet", "5-way 5-shot", 0.97), ("relnet", "5-way 5-shot", 0.96)]
+    ])
+    written = write_plots(frame, tmp_path / "vinyals-quick")
+    assert [p.name for p in written] == [
+        "vinyals-quick-accuracy.png", "vinyals-quick-cost.png", "vinyals-quick-validation.png"
+    ]
+    for path in written:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000

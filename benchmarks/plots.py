@@ -1,0 +1,73 @@
+"""Plots generated from the records (PNG, seaborn): accuracy with CI, accuracy against cost, and
+validation accuracy during training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(records: pd.DataFrame, stem: Path) -> list[Path]:
+    """Three PNGs for records of one dataset/split/preset, named ``<stem>-<plot>.png``."""
+    import seaborn as sns
+
+    plt = _pyplot()
+    frame = records.assign(
+        accuracy_pct=100 * records["accuracy"],
+        ci_pct=100 * records["ci95"],
+        label=records["method"] + records.get("precision", pd.Series("fp32", records.index)).map(
+            lambda p: "" if p in ("fp32", None) or p != p else f" [{p}]"
+        ),
+    )
+    written = []
+
+    figure, axis = plt.subplots(figsize=(6.4, 4.0))
+    sns.barplot(frame, x="setting", y="accuracy_pct", hue="label", errorbar=None, ax=axis)
+    axis.legend(title="method")
+    for bar_group, (_, part) in zip(axis.containers, frame.groupby("label", sort=False)):
+        ordered = part.set_index("setting").reindex([t.get_text() for t in axis.get_xticklabels()])
+        axis.errorbar(
+            [b.get_x() + b.get_width() / 2 for b in bar_group], ordered["accuracy_pct"],
+            yerr=ordered["ci_pct"], fmt="none", ecolor="black", capsize=3,
+        )
+    low = (frame["accuracy_pct"] - frame["ci_pct"]).min()
+    axis.set_ylim(max(0.0, low - 2), 100)
+    axis.set(xlabel="", ylabel="test accuracy (%) ± 95% CI", title="Accuracy per method and setting")
+    written.append(_save(figure, plt, stem, "accuracy"))
+
+    figure, axis = plt.subplots(figsize=(6.4, 4.0))
+    sns.scatterplot(frame, x="eval_wall_ms_per_episode", y="accuracy_pct", hue="label", style="setting", s=80, ax=axis)
+    axis.set(xlabel="ms per test episode (wall)", ylabel="test accuracy (%)", title="Accuracy against cost")
+    axis.legend(fontsize="small")
+    written.append(_save(figure, plt, stem, "cost"))
+
+    history = [
+        {"label": r.label, "setting": r.setting, "episode": h["episode"], "val_pct": 100 * h["val_accuracy"]}
+        for r in frame.drop_duplicates("training_hash").itertuples()
+        for h in (r.val_history or [])
+    ]
+    if history:
+        figure, axis = plt.subplots(figsize=(6.4, 4.0))
+        sns.lineplot(pd.DataFrame(history), x="episode", y="val_pct", hue="label", style="setting", marker="o", ax=axis)
+        axis.set(xlabel="training episodes", ylabel="validation accuracy (%)", title="Validation during training")
+        axis.legend(fontsize="small")
+        written.append(_save(figure, plt, stem, "validation"))
+    return written
+
+
+def _save(figure, plt, stem: Path, name: str) -> Path:
+    path = stem.parent / f"{stem.name}-{name}.png"
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
