@@ -59,3 +59,38 @@ def paired_table(records: pd.DataFrame, accuracies: dict[str, np.ndarray], label
                 "episodes": int(episodes),
             })
     return pd.DataFrame(rows)
+
+
+def across_seeds(means: np.ndarray) -> tuple[float, float]:
+    """Mean of per-seed accuracies and the half-width of its 95% CI across seeds.
+
+    Uses Student's t with ``n - 1`` degrees of freedom (few seeds: 1.96 would be too narrow);
+    the half-width is NaN for a single seed.
+    """
+    n = len(means)
+    if n < 2:
+        return float(np.mean(means)), float("nan")
+    half = stats.t.ppf(0.975, n - 1) * np.std(means, ddof=1) / math.sqrt(n)
+    return float(np.mean(means)), float(half)
+
+
+def seeds_table(records: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
+    """Per method and setting: each seed's ``mean ± episode CI``, the mean over seeds and the 95%
+    CI across seeds (only cells with at least two seeds)."""
+    rows = []
+    keyed = records.assign(label=labels)
+    for (label, setting), group in keyed.groupby(["label", "setting"], sort=True):
+        if group["seed"].nunique() < 2:
+            continue
+        ordered = group.sort_values("seed")
+        mean, half = across_seeds(ordered["accuracy"].to_numpy())
+        rows.append({
+            "method": label,
+            "setting": setting,
+            "seeds": len(ordered),
+            "per seed (± episode CI)": ", ".join(
+                f"{r.seed}: {100 * r.accuracy:.2f} ± {100 * r.ci95:.2f}" for r in ordered.itertuples()
+            ),
+            "mean ± CI across seeds": f"{100 * mean:.2f} ± {100 * half:.2f}",
+        })
+    return pd.DataFrame(rows)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from methods import method_class
@@ -13,7 +12,7 @@ from methods import method_class
 from .plots import write_plots
 from .published import PUBLISHED
 from .records import RecordStore
-from .statistics import paired_table
+from .statistics import across_seeds, paired_table, seeds_table
 
 
 def load_records(out: Path) -> pd.DataFrame:
@@ -51,13 +50,13 @@ def _method_label(group: pd.DataFrame) -> str:
 
 
 def _accuracy_cell(cell: pd.DataFrame) -> str:
-    """``mean ± ci95`` in percent: the episode CI for one seed, the CI across seeds for several."""
+    """``mean ± ci95`` in percent: the episode CI for one seed, the CI across seeds (Student's t)
+    for several."""
     if len(cell) == 1:
         row = cell.iloc[0]
         return f"{100 * row.accuracy:.2f} ± {100 * row.ci95:.2f}"
-    means = cell["accuracy"].to_numpy()
-    half = 1.96 * means.std(ddof=1) / np.sqrt(len(means))
-    return f"{100 * means.mean():.2f} ± {100 * half:.2f} ({len(means)} seeds)"
+    mean, half = across_seeds(cell["accuracy"].to_numpy())
+    return f"{100 * mean:.2f} ± {100 * half:.2f} ({len(cell)} seeds)"
 
 
 def comparison_table(records: pd.DataFrame) -> pd.DataFrame:
@@ -106,7 +105,7 @@ def table_caption(records: pd.DataFrame) -> str:
     return (
         f"{first.dataset} / {first.split} split, preset '{first.preset}': test accuracy (%) ± 95% "
         f"CI over {', '.join(map(str, episodes))} test episodes per cell (1.96·std/√episodes; "
-        f"with several seeds, across seeds), seeds {', '.join(map(str, seeds))}. ms/episode: wall "
+        f"with several seeds, Student's t across seeds), seeds {', '.join(map(str, seeds))}. ms/episode: wall "
         f"time of one test episode's forward pass ({', '.join(clocks)} also recorded), per "
         f"setting in column order; measured on {'; '.join(devices)}."
     )
@@ -140,6 +139,15 @@ def write_tables(out: Path) -> list[Path]:
                 f"{first_line(group)}: paired differences of per-episode test accuracy (the "
                 "methods saw identical episodes); ± is the 95% CI of the mean difference.\n\n"
                 f"{paired.to_markdown(index=False)}\n"
+            )
+        seeds = seeds_table(group, labels)
+        if not seeds.empty:
+            seeds_stem = Path(out) / dataset / f"{split}-{preset}-seeds"
+            seeds.to_csv(seeds_stem.with_suffix(".csv"), index=False)
+            seeds_stem.with_suffix(".md").write_text(
+                f"{first_line(group)}: per-seed accuracy (± 95% CI over test episodes), the mean "
+                "over seeds and its 95% CI across seeds (Student's t).\n\n"
+                f"{seeds.to_markdown(index=False)}\n"
             )
         write_plots(group, stem)
         published = published_table(group)

@@ -35,11 +35,26 @@ def test_methods_are_rows_and_settings_columns():
     assert "600 test episodes" in table_caption(frame)
 
 
-def test_several_seeds_give_a_ci_across_seeds():
+def test_several_seeds_give_a_students_t_ci_across_seeds():
     frame = pd.DataFrame([_record("protonet", "5-way 1-shot", a, 0.01, seed=s) for s, a in enumerate([0.90, 0.92, 0.94])])
     cell = comparison_table(frame).loc[0, "5-way 1-shot"]
-    half = 1.96 * np.std([0.90, 0.92, 0.94], ddof=1) / np.sqrt(3)
+    half = 4.302653 * np.std([0.90, 0.92, 0.94], ddof=1) / np.sqrt(3)  # t(0.975, df=2)
     assert cell == f"92.00 ± {100 * half:.2f} (3 seeds)"
+
+
+def test_seed_table_lists_each_seed_next_to_the_aggregate():
+    from benchmarks.statistics import seeds_table
+
+    frame = pd.DataFrame(
+        [_record("protonet", "5-way 1-shot", a, 0.01, seed=s) for s, a in enumerate([0.90, 0.92, 0.94])]
+        + [_record("relnet", "5-way 1-shot", 0.95, 0.01)]  # one seed: no aggregate row
+    )
+    table = seeds_table(frame, frame["method"])
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["per seed (± episode CI)"] == "0: 90.00 ± 1.00, 1: 92.00 ± 1.00, 2: 94.00 ± 1.00"
+    half = 4.302653 * np.std([0.90, 0.92, 0.94], ddof=1) / np.sqrt(3)
+    assert row["mean ± CI across seeds"] == f"92.00 ± {100 * half:.2f}"
 
 
 def test_generated_tables_are_embedded_between_markers(tmp_path):
