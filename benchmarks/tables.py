@@ -112,7 +112,8 @@ def table_caption(records: pd.DataFrame) -> str:
 
 
 def write_tables(out: Path) -> list[Path]:
-    """Regenerate every table under ``out`` from its records; returns the Markdown files."""
+    """Regenerate every table and plot under ``out`` from its records; returns the main tables'
+    Markdown files."""
     records = load_records(out)
     written = []
     if records.empty:
@@ -120,48 +121,43 @@ def write_tables(out: Path) -> list[Path]:
     for (dataset, split, preset), group in records.groupby(["dataset", "split", "preset"]):
         table = comparison_table(group)
         stem = Path(out) / dataset / f"{split}-{preset}"
-        table.to_csv(stem.with_suffix(".csv"), index=False)
         caption = table_caption(group)
-        stem.with_suffix(".md").write_text(
-            f"{caption}\n\n{table.to_markdown(index=False)}\n"
-        )
+        _write_table(stem, table, caption)
         latex = table.to_latex(index=False, caption=caption.replace("%", r"\%").replace("±", r"$\pm$"))
         stem.with_suffix(".tex").write_text(latex.replace("±", r"$\pm$"))
         written.append(stem.with_suffix(".md"))
         store = RecordStore(Path(out) / dataset)
         accuracies = {r.config_hash: store.accuracies(r._asdict()) for r in group.itertuples()}
         labels = group.apply(lambda r: _method_label(group.loc[[r.name]]), axis=1)
-        paired = paired_table(group, accuracies, labels)
-        if not paired.empty:
-            paired_stem = Path(out) / dataset / f"{split}-{preset}-paired"
-            paired.to_csv(paired_stem.with_suffix(".csv"), index=False)
-            paired_stem.with_suffix(".md").write_text(
-                f"{first_line(group)}: paired differences of per-episode test accuracy (the "
-                "methods saw identical episodes); ± is the 95% CI of the mean difference.\n\n"
-                f"{paired.to_markdown(index=False)}\n"
-            )
-        seeds = seeds_table(group, labels)
-        if not seeds.empty:
-            seeds_stem = Path(out) / dataset / f"{split}-{preset}-seeds"
-            seeds.to_csv(seeds_stem.with_suffix(".csv"), index=False)
-            seeds_stem.with_suffix(".md").write_text(
-                f"{first_line(group)}: per-seed accuracy (± 95% CI over test episodes), the mean "
-                "over seeds and its 95% CI across seeds (Student's t).\n\n"
-                f"{seeds.to_markdown(index=False)}\n"
-            )
+        intro = first_line(group)
+        _write_table(
+            stem.with_name(f"{stem.name}-paired"), paired_table(group, accuracies, labels),
+            f"{intro}: paired differences of per-episode test accuracy (the methods saw identical "
+            "episodes); ± is the 95% CI of the mean difference.",
+        )
+        _write_table(
+            stem.with_name(f"{stem.name}-seeds"), seeds_table(group, labels),
+            f"{intro}: per-seed accuracy (± 95% CI over test episodes), the mean over seeds and "
+            "its 95% CI across seeds (Student's t).",
+        )
+        sources = sorted({PUBLISHED[k].source for k in _published_keys(group)})
+        _write_table(
+            stem.with_name(f"{stem.name}-published"), published_table(group),
+            f"{intro}: ours (mean ± 95% CI over test episodes, per seed) next to the published "
+            "accuracy.",
+            "Sources:\n" + "".join(f"- {source}\n" for source in sources),
+        )
         write_plots(group, stem)
-        published = published_table(group)
-        if not published.empty:
-            published_stem = Path(out) / dataset / f"{split}-{preset}-published"
-            published.to_csv(published_stem.with_suffix(".csv"), index=False)
-            sources = sorted({PUBLISHED[k].source for k in _published_keys(group)})
-            published_stem.with_suffix(".md").write_text(
-                f"{first_line(group)}: ours (mean ± 95% CI over test episodes, per seed) next to "
-                "the published accuracy.\n\n"
-                f"{published.to_markdown(index=False)}\n\nSources:\n"
-                + "".join(f"- {source}\n" for source in sources)
-            )
     return written
+
+
+def _write_table(stem: Path, table: pd.DataFrame, caption: str, footer: str = "") -> None:
+    """``stem.csv`` and ``stem.md`` (caption, table, footer); nothing for an empty table."""
+    if table.empty:
+        return
+    table.to_csv(stem.with_suffix(".csv"), index=False)
+    text = f"{caption}\n\n{table.to_markdown(index=False)}\n"
+    stem.with_suffix(".md").write_text(text + (f"\n{footer}" if footer else ""))
 
 
 def _published_keys(records: pd.DataFrame) -> list[tuple]:
