@@ -48,6 +48,13 @@ def backbone_config(name: str) -> Conv4Config:
     return BACKBONES[name]
 
 
+def folded_batch_norm(norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    """``(scale, shift)``, each ``[C]``, with ``norm(x) == x * scale + shift`` per channel when
+    ``norm`` uses its running statistics (eval mode)."""
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    return scale, norm.bias - norm.running_mean * scale
+
+
 class ConvBlock(nn.Module):
     """3x3 convolution, BatchNorm, optional 2x2 max-pool, ReLU.
 
@@ -66,10 +73,9 @@ class ConvBlock(nn.Module):
         if self.norm.training:
             x = self.norm(self.conv(x))
         else:
-            scale = self.norm.weight / torch.sqrt(self.norm.running_var + self.norm.eps)
+            scale, shift = folded_batch_norm(self.norm)
             weight = self.conv.weight * scale.view(-1, 1, 1, 1)
-            bias = (self.conv.bias - self.norm.running_mean) * scale + self.norm.bias
-            x = F.conv2d(x, weight, bias, padding=self.conv.padding)
+            x = F.conv2d(x, weight, self.conv.bias * scale + shift, padding=self.conv.padding)
         if self.pool:
             x = F.max_pool2d(x, 2)
         return F.relu(x)

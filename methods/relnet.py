@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .backbones import folded_batch_norm
 from .base import FewShotMethod, MethodOptions, class_means, class_sums
 from .registry import register_method
 
@@ -88,7 +89,7 @@ class ConvRelation(nn.Module):
             return self.after_first(first).view(q, n)
         # With running statistics the normalisation is affine and folds into the halves, and a
         # floor-mode 2x2 pool never reads an odd last row or column, so pairs skip both.
-        scale, shift = _folded_batch_norm(self.first_norm)
+        scale, shift = (v.view(-1, 1, 1) for v in folded_batch_norm(self.first_norm))
         class_half = class_half * scale + shift
         query_half = query_half * scale
         h, w = class_half.shape[-2:]
@@ -107,13 +108,6 @@ class ConvRelation(nn.Module):
         maps = _pool_if_possible(self.second(maps))
         pooled = maps.mean(dim=(-2, -1))  # identity on the paper's 1x1 maps
         return self.out(self.head(pooled)).squeeze(-1)
-
-
-def _folded_batch_norm(norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-    """``(scale, shift)`` of shape ``[C, 1, 1]`` with ``norm(x) == x * scale + shift`` in eval mode."""
-    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-    shift = norm.bias - norm.running_mean * scale
-    return scale.view(-1, 1, 1), shift.view(-1, 1, 1)
 
 
 class MlpRelation(nn.Module):

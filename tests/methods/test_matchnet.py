@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from methods import Conv4, create_method
 from methods.matchnet import MatchingNet, MatchingNetOptions
