@@ -47,9 +47,11 @@ def samplers(cell: Cell, dataset: LoadedDataset, splits: tuple[str, ...]) -> dic
         ),
     }
     if "val" in splits:
-        out["val"] = EpisodeSampler(
-            dataset.split(cell.split, "val"), cell.n_way, cell.k_shot, cell.n_query, cell.seed, "val"
-        )
+        if train_config.validation_fixed:
+            shape = (train_config.val_n_way, train_config.k_shot, train_config.val_n_query)
+        else:
+            shape = (cell.n_way, cell.k_shot, cell.n_query)
+        out["val"] = EpisodeSampler(dataset.split(cell.split, "val"), *shape, cell.seed, "val")
     return out
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .presets import Recipe
+from .training import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -43,17 +44,29 @@ class Cell:
 
     def config(self) -> dict[str, Any]:
         """The full resolved configuration, as saved with the record."""
-        return json.loads(json.dumps(dataclasses.asdict(self), sort_keys=True, default=list))
+        config = json.loads(json.dumps(dataclasses.asdict(self), sort_keys=True, default=list))
+        train = config["recipe"]["train"]
+        for key in TrainConfig.OPTIONAL_FIELDS:
+            if train.get(key) is None:
+                train.pop(key, None)
+        return config
 
     @property
     def config_hash(self) -> str:
         return _hash(self.config())
 
     def training_config(self) -> dict[str, Any]:
-        """What determines the trained model: cells that share it share one training run."""
+        """What determines the trained model: cells that share it share one training run.
+
+        The test setting is part of it only when validation (which picks the kept weights) is
+        shaped like the test setting; a recipe with its own validation shape trains one model
+        for every test way and shot.
+        """
         config = self.config()
-        for key in ("n_way", "k_shot", "n_query", "test_episodes"):
-            config.pop(key)
+        config.pop("test_episodes")
+        if self.recipe.train.validation_fixed:
+            for key in ("n_way", "k_shot", "n_query"):
+                config.pop(key)
         return config
 
     @property

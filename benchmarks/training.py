@@ -31,6 +31,9 @@ class TrainConfig:
         val_episodes: episodes per validation.
         time_budget_s: stop training after this many wall-clock seconds (``None``: no limit);
             the result records how many episodes were trained.
+        val_n_way, val_n_query: the shape of validation episodes (their shot is the training
+            shot). ``None`` validates on episodes shaped like the test setting, which ties the
+            trained model to that setting; fixing them lets one model serve several test ways.
     """
 
     episodes: int = 1000
@@ -44,12 +47,27 @@ class TrainConfig:
     val_every: int = 250
     val_episodes: int = 100
     time_budget_s: float | None = None
+    val_n_way: int | None = None
+    val_n_query: int | None = None
+
+    # Fields added after records were first published: left out of a cell's configuration (and
+    # so of its hash) while unset, so that existing records keep their identity.
+    OPTIONAL_FIELDS = ("val_n_way", "val_n_query")
 
     def __post_init__(self) -> None:
         if self.episodes < 0 or self.lr <= 0 or self.lr_step < 1 or self.val_episodes < 1:
             raise ValueError(
                 f"TrainConfig needs episodes >= 0, lr > 0, lr_step >= 1, val_episodes >= 1; got {self}"
             )
+        if (self.val_n_way is None) != (self.val_n_query is None):
+            raise ValueError("TrainConfig: set both val_n_way and val_n_query, or neither")
+        if self.val_n_way is not None and (self.val_n_way < 2 or self.val_n_query < 1):
+            raise ValueError(f"TrainConfig needs val_n_way >= 2 and val_n_query >= 1; got {self}")
+
+    @property
+    def validation_fixed(self) -> bool:
+        """Whether validation episodes have their own shape (not the test setting's)."""
+        return self.val_n_way is not None
 
 
 class NonFiniteLossError(RuntimeError):

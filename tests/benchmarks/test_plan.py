@@ -32,18 +32,37 @@ def test_config_hash_is_stable_and_sees_every_field():
     assert a.config()["recipe"]["train"]["episodes"] == 1000
 
 
-def test_cells_differing_only_in_test_way_share_one_training():
-    cells = plan_cells(RunConfig(methods=("protonet",), ways=(5, 20), shots=(1, 5)), "cpu")
+def test_a_recipe_with_its_own_validation_shape_trains_one_model_per_shot_for_all_ways():
+    cells = plan_cells(
+        RunConfig(methods=("protonet", "relnet"), ways=(5, 20), shots=(1, 5), preset="paper-cpu"), "cpu"
+    )
     groups = group_by_training(cells)
-    assert sorted(len(g) for g in groups.values()) == [2, 2]  # one model per shot
-    assert all({c.k_shot for c in g} == {g[0].k_shot} for g in groups.values())
+    assert sorted(len(g) for g in groups.values()) == [2, 2, 2, 2]  # one model per method and shot
+    assert all({(c.method, c.k_shot) for c in g} == {(g[0].method, g[0].k_shot)} for g in groups.values())
+    assert all({c.n_way for c in g} == {5, 20} for g in groups.values())
+
+
+def test_validation_shaped_like_the_test_setting_ties_the_model_to_that_setting():
+    # the kept weights are those that validate best at the test setting, so two test ways are
+    # two trainings even though the training episodes are identical
+    cells = plan_cells(RunConfig(methods=("protonet",), ways=(5, 20), shots=(1,), preset="quick"), "cpu")
+    assert len(group_by_training(cells)) == 2
+
+
+def test_record_identities_survive_new_optional_training_fields():
+    # the committed quick-preset record of matchnet 5-way 1-shot, seed 0, CPU, has this hash
+    cell = plan_cells(RunConfig(methods=("matchnet",), shots=(1,)), "cpu")[0]
+    assert "val_n_way" not in cell.config()["recipe"]["train"]
+    assert cell.config_hash == "f0a3a8fa089ba574"
+    fixed = plan_cells(RunConfig(methods=("matchnet",), shots=(1,), preset="paper-cpu"), "cpu")[0]
+    assert fixed.config()["recipe"]["train"]["val_n_way"] == 20
 
 
 @pytest.mark.parametrize(
     ("config", "message"),
     [
         (RunConfig(methods=("relnt",)), "unknown method 'relnt'; registered methods: matchnet, protonet, relnet"),
-        (RunConfig(preset="fast"), "unknown preset 'fast'; valid: quick, paper"),
+        (RunConfig(preset="fast"), "unknown preset 'fast'; valid: quick, paper, paper-cpu"),
         (RunConfig(dataset="cifar"), "unknown dataset 'cifar'; available: omniglot"),
         (RunConfig(split="ravi"), "unknown split 'ravi' for dataset 'omniglot'; valid: vinyals, lake"),
         (RunConfig(options=("relnet.relaton=mlp",)), "unknown option 'relaton' for method 'relnet'; valid options: relation"),

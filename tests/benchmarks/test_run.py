@@ -70,7 +70,7 @@ def test_help_is_complete(capsys):
         (["--methods", "relnt"], "registered methods: matchnet, protonet, relnet"),
         (["--ways", "2000"], "n_way=2000 exceeds the 1692 classes of split 'omniglot/vinyals/test'"),
         (["--shots", "10", "--queries", "15"], "10 + 15 = 25 exceeds the 20 images"),
-        (["--preset", "fast"], "valid: quick, paper"),
+        (["--preset", "fast"], "valid: quick, paper, paper-cpu"),
     ],
 )
 def test_bad_input_fails_before_any_training(run, tmp_path, capsys, flags, message):
