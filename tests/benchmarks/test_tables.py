@@ -88,6 +88,21 @@ def test_published_comparison_says_whether_the_paper_lies_in_our_ci():
     assert (protonet["ours - published"], protonet["published in our CI"]) == ("-1.90", "no")
 
 
+def test_published_comparison_applies_one_point_at_5_way_and_two_at_20_way():
+    from benchmarks.tables import published_table
+
+    frame = pd.DataFrame([
+        {**_record("protonet", "5-way 1-shot", 0.9770, 0.002), "n_way": 5, "k_shot": 1},  # -1.1
+        {**_record("protonet", "20-way 1-shot", 0.9410, 0.002), "n_way": 20, "k_shot": 1},  # -1.9
+        {**_record("protonet", "20-way 5-shot", 0.9680, 0.002), "n_way": 20, "k_shot": 5},  # -2.1
+    ])
+    table = published_table(frame).set_index("setting")
+    assert table.loc["5-way 1-shot", "within tolerance"] == "no (±1)"
+    assert table.loc["20-way 1-shot", "within tolerance"] == "yes (±2)"
+    assert table.loc["20-way 5-shot", "within tolerance"] == "no (±2)"
+    assert set(table["train time"]) == {"1.0 min"}
+
+
 def test_three_plots_are_written_as_png(tmp_path):
     from benchmarks.plots import write_plots
 
