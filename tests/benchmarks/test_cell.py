@@ -11,7 +11,7 @@ from tests.conftest import numbered_split
 
 
 def _dataset() -> LoadedDataset:
-    split = numbered_split([8] * 64)
+    split = numbered_split([12] * 64)
     return LoadedDataset(name="synthetic", split=lambda scheme, name: split, fingerprint="x",
                          matches_official=None)
 
