@@ -16,6 +16,10 @@ class DatasetNotFoundError(FileNotFoundError):
     """The dataset is neither on disk nor downloadable; the message says how to fix it."""
 
 
+class DatasetFormatError(ValueError):
+    """A dataset file exists but cannot be read as the expected format; the message names it."""
+
+
 def resolve_data_root(root: str | os.PathLike[str] | None) -> Path:
     """``root`` if given, else ``$FEWSHOT_DATA_ROOT``, else ``./data``."""
     if root is not None:
