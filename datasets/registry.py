@@ -74,7 +74,67 @@ def _omniglot_spec() -> DatasetSpec:
     )
 
 
-_DATASETS: dict[str, DatasetSpec] = {"omniglot": _omniglot_spec()}
+def _learn2learn_spec(name: str) -> DatasetSpec:
+    from .learn2learn_sets import SCHEMES, SETS
+
+    def load(root, cache_dir, progress) -> LoadedDataset:
+        from .learn2learn_sets import load_learn2learn_set, standard_split
+
+        data = load_learn2learn_set(name, root, cache_dir=cache_dir, progress=progress)
+        return LoadedDataset(
+            name=name,
+            split=functools.lru_cache(maxsize=None)(
+                lambda scheme, split: standard_split(data, scheme, split)
+            ),
+            fingerprint=data.fingerprint,
+            matches_official=None,
+        )
+
+    return DatasetSpec(
+        name=name,
+        summary=SETS[name].summary,
+        schemes=dict(SCHEMES),
+        default_scheme="standard",
+        load=load,
+    )
+
+
+def _load_folder(root, cache_dir, progress) -> LoadedDataset:
+    from .folder import folder_split, load_folder
+
+    data = load_folder(root, cache_dir=cache_dir, progress=progress)
+    return LoadedDataset(
+        name="folder",
+        split=functools.lru_cache(maxsize=None)(
+            lambda scheme, split: folder_split(data, scheme, split)
+        ),
+        fingerprint=data.fingerprint,
+        matches_official=None,
+    )
+
+
+def _folder_spec() -> DatasetSpec:
+    from .folder import SCHEMES
+
+    return DatasetSpec(
+        name="folder",
+        summary="your images: --data-root DIR holding DIR/<class>/*.jpg|png, 3x84x84 by default "
+        "(DIR/fewshot.toml); splits: random (seeded 64/16/20% of classes), files "
+        "(DIR/splits/{train,val,test}.txt)",
+        schemes=dict(SCHEMES),
+        default_scheme="random",
+        load=_load_folder,
+    )
+
+
+def _all_specs() -> dict[str, DatasetSpec]:
+    from .learn2learn_sets import SETS
+
+    specs = [_omniglot_spec(), *(_learn2learn_spec(name) for name in SETS), _folder_spec()]
+    return {spec.name: spec for spec in specs}
+
+
+_DATASETS: dict[str, DatasetSpec] = _all_specs()
 
 
 def available_datasets() -> list[str]:
