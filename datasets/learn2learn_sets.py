@@ -78,7 +78,7 @@ class Learn2LearnSet:
         subfolder: learn2learn's root is ``R/subfolder`` (also looked for as ``R`` itself);
             empty: ``R`` (learn2learn then keeps the files in its own subfolder of ``R``).
         layouts: alternative sets of paths, relative to learn2learn's root, that must exist.
-        download_size: how much learn2learn downloads when the files are missing.
+        download_size: what learn2learn downloads when the files are missing, for messages.
         leftovers: names learn2learn creates in its root while downloading.
         reader: ``reader(learn2learn, root, mode, download) -> PartSource`` for one split.
         stage: when set, ``stage(found_root, scratch_dir) -> root`` gives learn2learn a root it
@@ -209,7 +209,7 @@ SETS: dict[str, Learn2LearnSet] = {
             image_size=84,
             subfolder="mini-imagenet",
             layouts=(tuple(f"mini-imagenet-cache-{m}.pkl" for _, m in MODES),),
-            download_size="1.3 GB",
+            download_size="three pickles, about 1.3 GB",
             leftovers=(),
             reader=_mini_imagenet,
         ),
@@ -227,7 +227,7 @@ SETS: dict[str, Learn2LearnSet] = {
                     for kind in ("images_png", "labels")
                 ),
             ),
-            download_size="12 GB",
+            download_size="about 12 GB, says learn2learn",
             leftovers=("tiered-imagenet", "tiered_imagenet.tar"),
             reader=_tiered_imagenet,
         ),
@@ -245,7 +245,7 @@ SETS: dict[str, Learn2LearnSet] = {
                     *(f"cifarfs/cifar100/splits/bertinetto/{s}.txt" for s, _ in MODES),
                 ),
             ),
-            download_size="160 MB",
+            download_size="a zip of CIFAR-100 PNG folders",
             leftovers=("cifarfs", "cifarfs.zip"),
             reader=_cifar_fs,
             stage=_stage_cifar_fs,
@@ -258,7 +258,7 @@ SETS: dict[str, Learn2LearnSet] = {
             image_size=32,
             subfolder="fc100",
             layouts=(tuple(f"FC100_{s}.pickle" for s, _ in MODES),),
-            download_size="160 MB",
+            download_size="about 160 MB, says learn2learn",
             leftovers=(),
             reader=_fc100,
         ),
@@ -270,7 +270,7 @@ SETS: dict[str, Learn2LearnSet] = {
             image_size=84,
             subfolder="",
             layouts=(("cubirds200/CUB_200_2011/images",),),
-            download_size="1.1 GB",
+            download_size="about 1.1 GB, says learn2learn",
             leftovers=("cubirds200",),
             reader=_cub,
         ),
@@ -429,6 +429,6 @@ def _not_found(spec: Learn2LearnSet, data_root: Path, why: str) -> DatasetNotFou
     return DatasetNotFoundError(
         f"{spec.title} not found: expected {_layout_text(spec)} in {looked}; not downloaded "
         f"({why}). Fix: point --data-root or $FEWSHOT_DATA_ROOT at a folder holding these files, "
-        f"or run once with internet access so that learn2learn downloads them (about "
-        f"{spec.download_size}) into {target}."
+        f"or run once with internet access so that learn2learn downloads them "
+        f"({spec.download_size}) into {target}."
     )
