@@ -1,4 +1,5 @@
-"""Published Omniglot accuracies (Vinyals split) of the three methods, with their sources."""
+"""Published accuracies of the three methods (Omniglot, Vinyals split; miniImageNet, Ravi &
+Larochelle split), with their sources."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ _MATCHNET = (
     "(cosine, no fine-tuning)"
 )
 
+_RELNET_MINI = "Sung et al., Learning to Compare, CVPR 2018, Table 2 (their miniImageNet relation module)"
+_PROTONET_MINI = "Snell et al., Prototypical Networks, NeurIPS 2017, Table 2 (Euclidean, 30-/20-way training)"
+_MATCHNET_MINI = (
+    "Ravi & Larochelle, Optimization as a Model for Few-Shot Learning, ICLR 2017, Table 1 "
+    "(Matching Networks with FCE, their re-run)"
+)
+
 #: (method, dataset, split, n_way, k_shot) -> published result.
 PUBLISHED: dict[tuple[str, str, str, int, int], Published] = {
     ("relnet", "omniglot", "vinyals", 5, 1): Published(99.6, 0.2, _RELNET),
@@ -35,6 +43,12 @@ PUBLISHED: dict[tuple[str, str, str, int, int], Published] = {
     ("matchnet", "omniglot", "vinyals", 5, 5): Published(98.9, None, _MATCHNET),
     ("matchnet", "omniglot", "vinyals", 20, 1): Published(93.8, None, _MATCHNET),
     ("matchnet", "omniglot", "vinyals", 20, 5): Published(98.5, None, _MATCHNET),
+    ("relnet", "mini-imagenet", "standard", 5, 1): Published(50.44, 0.82, _RELNET_MINI),
+    ("relnet", "mini-imagenet", "standard", 5, 5): Published(65.32, 0.70, _RELNET_MINI),
+    ("protonet", "mini-imagenet", "standard", 5, 1): Published(49.42, 0.78, _PROTONET_MINI),
+    ("protonet", "mini-imagenet", "standard", 5, 5): Published(68.20, 0.66, _PROTONET_MINI),
+    ("matchnet", "mini-imagenet", "standard", 5, 1): Published(43.56, 0.84, _MATCHNET_MINI),
+    ("matchnet", "mini-imagenet", "standard", 5, 5): Published(55.31, 0.73, _MATCHNET_MINI),
 }
 
 

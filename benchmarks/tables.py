@@ -184,7 +184,7 @@ def published_table(records: pd.DataFrame) -> pd.DataFrame:
             "setting": r.setting,
             "seed": r.seed,
             "ours": f"{ours:.2f} ± {half:.2f}",
-            "published": f"{ref.accuracy:.1f}" + (f" ± {ref.ci95:.1f}" if ref.ci95 else ""),
+            "published": _as_published(ref.accuracy) + (f" ± {_as_published(ref.ci95)}" if ref.ci95 else ""),
             "ours - published": f"{ours - ref.accuracy:+.2f}",
             "published in our CI": "yes" if abs(ours - ref.accuracy) <= half else "no",
             "within tolerance": (
@@ -195,6 +195,12 @@ def published_table(records: pd.DataFrame) -> pd.DataFrame:
             "train time": f"{r.train_wall_s / 60:.1f} min",
         })
     return pd.DataFrame(rows)
+
+
+def _as_published(value: float) -> str:
+    """A published number with the digits it was published with: 96.0, 99.6, 50.44."""
+    text = f"{value:.2f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 def first_line(records: pd.DataFrame) -> str:
