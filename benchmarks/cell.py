@@ -7,6 +7,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -81,12 +82,48 @@ def run_group(
 ) -> None:
     """Train the model that ``cells`` share (or load its checkpoint) and record each cell.
 
+    The local executor: the checkpoint is saved as soon as training ends and each record is
+    appended as soon as its cell is tested.
+
     Raises:
         training.NonFiniteLossError: training diverged; no cell of the group is recorded.
     """
     first = cells[0]
-    method = build_method(first, image_channels).to(device)
+
+    def save(payload: dict[str, Any]) -> None:
+        store.save_checkpoint(first.training_hash, payload)
+
+    def append(cell: Cell, record: dict[str, Any], accuracies: np.ndarray) -> None:
+        store.append(record, accuracies)
+        on_record(cell, record)
+
     checkpoint = None if force else store.load_checkpoint(first.training_hash)
+    compute_group(cells, dataset, splits, image_channels, device, progress, checkpoint, save, append)
+
+
+def compute_group(
+    cells: list[Cell],
+    dataset: LoadedDataset,
+    splits: tuple[str, ...],
+    image_channels: int,
+    device: torch.device,
+    progress: bool,
+    checkpoint: dict[str, Any] | None,
+    on_trained: Callable[[dict[str, Any]], None],
+    on_cell: Callable[[Cell, dict[str, Any], np.ndarray], None],
+) -> None:
+    """Train the model that ``cells`` share (or take it from ``checkpoint``) and test each cell.
+
+    Writes nothing itself, so every executor can run it where the compute is: ``on_trained``
+    receives the checkpoint payload (``state_dict`` and ``train_result``) right after training
+    (not when ``checkpoint`` was given), and ``on_cell`` each cell's record and per-episode
+    accuracies as soon as the cell is tested.
+
+    Raises:
+        training.NonFiniteLossError: training diverged; ``on_cell`` was not called.
+    """
+    first = cells[0]
+    method = build_method(first, image_channels).to(device)
     if checkpoint is not None:
         method.load_state_dict(checkpoint["state_dict"])
         trained = TrainResult(**checkpoint["train_result"])
@@ -98,10 +135,7 @@ def run_group(
             val_sampler=streams.get("val"), progress=progress, description=f"train {first.method}",
             precision=first.precision,
         )
-        store.save_checkpoint(
-            first.training_hash,
-            {"state_dict": method.state_dict(), "train_result": asdict(trained)},
-        )
+        on_trained({"state_dict": method.state_dict(), "train_result": asdict(trained)})
         reused = False
     params_total = count_parameters(method)
     params_backbone = count_parameters(method.backbone)
@@ -156,5 +190,4 @@ def run_group(
             "config": cell.config(),
             **environment(device),
         }
-        store.append(record, result.accuracies)
-        on_record(cell, record)
+        on_cell(cell, record, result.accuracies)
