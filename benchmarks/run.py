@@ -6,6 +6,8 @@ Examples::
     python -m benchmarks.run --methods relnet protonet
     python -m benchmarks.run --ways 5 20 --shots 1 5 --seeds 0 1 2 --options relnet.relation=mlp
     python -m benchmarks.run --config my-run.toml --device cuda
+    python -m benchmarks.run --executor ray --ray-address auto --device cuda --seeds 0 1 2
+    python -m benchmarks.run --dry-run
     python -m benchmarks.run --list
 """
 
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from datasets.paths import DatasetNotFoundError
 from datasets.registry import available_datasets, check_scheme, dataset_spec
 from methods import available_methods, build_options, method_class, method_summary
@@ -28,8 +32,11 @@ from methods.registry import UnknownMethodError
 
 from .cell import run_group, samplers
 from .devices import PRECISIONS, resolve_device
+from .dryrun import CostModel, describe_plan
+from .faults import Fault
 from .plan import Cell, group_by_training
 from .presets import available_presets, preset, with_overrides
+from .ray_executor import RayOptions, RaySession, RayUnavailableError, ray_device, run_on_ray
 from .records import RecordStore, check_writable
 from .tables import comparison_table, load_records, table_caption, write_tables
 from .training import NonFiniteLossError
@@ -58,6 +65,15 @@ class RunConfig:
     precision: str = "fp32"
     force: bool = False
     quiet: bool = False
+    dry_run: bool = False
+    executor: str = "local"
+    ray_address: str | None = None
+    ray_cpus_per_cell: int = 1
+    ray_gpus_per_cell: float | None = None
+    ray_max_retries: int = 3
+
+
+EXECUTORS = ("local", "ray")
 
 
 class UsageError(ValueError):
@@ -97,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--config", metavar="FILE", help="TOML or JSON file with any of these options (flags given here win)")
     add("--force", action="store_true", help="redo cells that are already recorded")
     add("--quiet", action="store_true", help="no progress bars; one log line per cell")
+    add("--dry-run", action="store_true", help="print the cells, which are already recorded and an estimate of the rest's cost; run nothing")
+    add("--executor", choices=EXECUTORS, help="local: one training run after another in this process (default); ray: training runs as Ray tasks in parallel (needs the ray extra)")
+    add("--ray-address", metavar="ADDR", help="running Ray cluster to use, e.g. auto or HOST:6379 (default: start a local Ray instance)")
+    add("--ray-cpus-per-cell", type=int, metavar="N", help=f"CPUs (and torch threads) per training run under Ray (default: {defaults.ray_cpus_per_cell})")
+    add("--ray-gpus-per-cell", type=float, metavar="F", help="GPUs per training run under Ray, fractions allowed (default: 0.25 with a CUDA device, else 0)")
+    add("--ray-max-retries", type=int, metavar="N", help=f"retries of a training run whose worker died (default: {defaults.ray_max_retries})")
     add("--list", action="store_true", help="list methods, datasets and presets, then exit")
     return parser
 
@@ -207,12 +229,43 @@ def log(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line. Exit code: 0 every cell recorded, 1 some training run failed, 2 bad
+    input (nothing was trained), 130 interrupted by Ctrl-C (finished cells are recorded)."""
+    sessions: list[RaySession] = []
+    try:
+        return _main(argv, sessions)
+    finally:
+        for session in sessions:
+            session.close()
+
+
+def ray_options(config: RunConfig) -> RayOptions:
+    """The Ray settings of ``config``; Ray flags without ``--executor ray`` are an error."""
+    if config.executor not in EXECUTORS:
+        raise UsageError(f"unknown executor {config.executor!r}; valid: {', '.join(EXECUTORS)}")
+    options = RayOptions(config.ray_address, config.ray_cpus_per_cell, config.ray_gpus_per_cell,
+                         config.ray_max_retries)
+    if config.executor == "local" and options != RayOptions():
+        raise UsageError("--ray-* options need --executor ray; add it, or drop them")
+    return options
+
+
+def _main(argv: list[str] | None, sessions: list[RaySession]) -> int:
     try:
         config, listing = parse_config(argv)
         if listing:
             print_list()
             return 0
-        device = resolve_device(config.device)
+        options = ray_options(config)
+        session = None
+        if config.executor == "ray":
+            session = RaySession(options)
+            sessions.append(session)
+            device = torch.device(ray_device(config.device, options, session))
+            gpus = options.gpus_for(str(device))
+            Fault.from_environment()  # a malformed testing hook fails here, not in the sweep
+        else:
+            device = resolve_device(config.device)
         cells = plan_cells(config, str(device))
         out = Path(config.out)
         store = RecordStore(out / config.dataset)
@@ -225,16 +278,35 @@ def main(argv: list[str] | None = None) -> int:
                 samplers(cell, dataset, splits)
             except ValueError as error:
                 raise UsageError(f"{cell.label}: {error}") from error
-    except (UsageError, ValueError, UnknownMethodError, DatasetNotFoundError, PermissionError) as error:
+        done = set() if config.force else store.done()
+        if config.dry_run:
+            checkpoints = set() if config.force else {
+                c.training_hash for c in cells if store.checkpoint_path(c.training_hash).exists()
+            }
+            image_shape = dataset.split(cells[0].split, "test").image_shape
+            if session is None:
+                how = f"executor local: one training run after another in this process, on {device}"
+            else:
+                how = (
+                    f"executor ray ({options.address or 'a local Ray instance'}): each training run "
+                    f"is one task with {options.cpus_per_cell} CPU(s) and {gpus:g} GPU(s), on {device}"
+                )
+            print(describe_plan(cells, done, checkpoints, CostModel(store.records(), image_shape), how))
+            return 0
+        if session is not None:
+            session.check_fits(gpus)
+    except (UsageError, ValueError, UnknownMethodError, DatasetNotFoundError, PermissionError,
+            RayUnavailableError) as error:
         log(f"error: {error}")
         return 2
 
-    done = set() if config.force else store.done()
     pending = [c for c in cells if c.config_hash not in done]
     groups = group_by_training(pending)
     log(
         f"{len(cells)} cells ({len(cells) - len(pending)} already recorded, skipped), "
         f"{len(groups)} training runs, device {device}, results in {store.root}"
+        + ("" if session is None else
+           f"; on Ray, {options.cpus_per_cell} CPU(s) and {gpus:g} GPU(s) per training run")
     )
     failures: list[str] = []
     finished = 0
@@ -249,15 +321,23 @@ def main(argv: list[str] | None = None) -> int:
             f"{record['train_wall_s']:.0f} s; {record['eval_wall_ms_per_episode']:.1f} ms/test episode)"
         )
 
+    def on_failure(group: list[Cell], message: str) -> None:
+        labels = ", ".join(c.label for c in group)
+        failures.append(f"{labels}: {message}")
+        log(f"failed: {labels}: {message}")
+
     try:
-        for group in groups.values():
-            try:
-                run_group(group, dataset, splits, dataset_image_channels(dataset, cells[0]),
-                          store, device, not config.quiet, config.force, on_record)
-            except NonFiniteLossError as error:
-                labels = ", ".join(c.label for c in group)
-                failures.append(f"{labels}: {error}")
-                log(f"failed: {labels}: {error}")
+        if session is not None:
+            run_on_ray(session, list(groups.values()), dataset, splits,
+                       dataset_image_channels(dataset, cells[0]), store, str(device),
+                       config.force, on_record, on_failure)
+        else:
+            for group in groups.values():
+                try:
+                    run_group(group, dataset, splits, dataset_image_channels(dataset, cells[0]),
+                              store, device, not config.quiet, config.force, on_record)
+                except NonFiniteLossError as error:
+                    on_failure(group, str(error))
     except KeyboardInterrupt:
         log(
             f"interrupted: the {finished} cell(s) finished in this run are recorded in "

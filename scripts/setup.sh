@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install the project into it with its dev, race and l2l extras.
+# Create .venv (once) and install the project into it with its dev, race, ray and l2l extras.
 # learn2learn (the l2l extra) has no installable release for current Python on PyPI, so
 # scripts/build_learn2learn.py first builds a wheel of it, kept in ~/.cache/fewshot-bench/wheels
 # (or $FEWSHOT_WHEEL_DIR) for later installs. It is optional: when it cannot be built, the rest is
@@ -14,7 +14,7 @@ if [ ! -f "$stamp" ]; then
     echo "installing the project into .venv (once; log in .venv/install.log) ..." >&2
     : >.venv/install.log
     wheels="${FEWSHOT_WHEEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fewshot-bench/wheels}"
-    extras="dev,race,l2l"
+    extras="dev,race,ray,l2l"
     if ! .venv/bin/python scripts/build_learn2learn.py --wheel-dir "$wheels" >>.venv/install.log 2>&1; then
         tail -n 15 .venv/install.log >&2
         echo "warning: learn2learn could not be built (full log: .venv/install.log). The datasets" \
@@ -23,7 +23,7 @@ if [ ! -f "$stamp" ]; then
         if [ -n "${CI:-}${FEWSHOT_REQUIRE_LEARN2LEARN:-}" ]; then
             exit 1
         fi
-        extras="dev,race"
+        extras="dev,race,ray"
     fi
     if ! .venv/bin/python -m pip install --find-links "$wheels" -e ".[$extras]" >>.venv/install.log 2>&1; then
         tail -n 30 .venv/install.log >&2
