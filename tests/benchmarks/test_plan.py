@@ -63,7 +63,7 @@ def test_record_identities_survive_new_optional_training_fields():
     [
         (RunConfig(methods=("relnt",)), "unknown method 'relnt'; registered methods: matchnet, protonet, relnet"),
         (RunConfig(preset="fast"), "unknown preset 'fast'; valid: quick, paper, paper-cpu"),
-        (RunConfig(dataset="cifar"), "unknown dataset 'cifar'; available: omniglot"),
+        (RunConfig(dataset="cifar"), "unknown dataset 'cifar'; available: cifar-fs, cub, fc100, folder, mini-imagenet, omniglot"),
         (RunConfig(split="ravi"), "unknown split 'ravi' for dataset 'omniglot'; valid: vinyals, lake"),
         (RunConfig(options=("relnet.relaton=mlp",)), "unknown option 'relaton' for method 'relnet'; valid options: relation"),
         (RunConfig(options=("relation=mlp",)), "must look like METHOD.KEY=VALUE"),
