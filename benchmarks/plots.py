@@ -34,13 +34,14 @@ def write_plots(records: pd.DataFrame, stem: Path) -> list[Path]:
     figure, axis = plt.subplots(figsize=(6.4, 4.0))
     sns.barplot(frame, x="setting", y="accuracy_pct", hue="label", errorbar=None, ax=axis)
     axis.legend(title="method")
-    for bar_group, (_, part) in zip(axis.containers, frame.groupby("label", sort=False)):
+    per_bar = _mean_and_ci(frame)
+    for bar_group, (_, part) in zip(axis.containers, per_bar.groupby("label", sort=False)):
         ordered = part.set_index("setting").reindex([t.get_text() for t in axis.get_xticklabels()])
         axis.errorbar(
             [b.get_x() + b.get_width() / 2 for b in bar_group], ordered["accuracy_pct"],
             yerr=ordered["ci_pct"], fmt="none", ecolor="black", capsize=3,
         )
-    low = (frame["accuracy_pct"] - frame["ci_pct"]).min()
+    low = (per_bar["accuracy_pct"] - per_bar["ci_pct"]).min()
     axis.set_ylim(max(0.0, low - 2), 100)
     axis.set(xlabel="", ylabel="test accuracy (%) ± 95% CI", title="Accuracy per method and setting")
     written.append(_save(figure, plt, stem, "accuracy"))
@@ -52,17 +53,43 @@ def write_plots(records: pd.DataFrame, stem: Path) -> list[Path]:
     written.append(_save(figure, plt, stem, "cost"))
 
     history = [
-        {"label": r.label, "setting": r.setting, "episode": h["episode"], "val_pct": 100 * h["val_accuracy"]}
+        {"label": r.label, "validated on": _validation_setting(r), "episode": h["episode"],
+         "val_pct": 100 * h["val_accuracy"]}
         for r in frame.drop_duplicates("training_hash").itertuples()
         for h in (r.val_history or [])
     ]
     if history:
         figure, axis = plt.subplots(figsize=(6.4, 4.0))
-        sns.lineplot(pd.DataFrame(history), x="episode", y="val_pct", hue="label", style="setting", marker="o", ax=axis)
+        sns.lineplot(pd.DataFrame(history), x="episode", y="val_pct", hue="label", style="validated on", marker="o", ax=axis)
         axis.set(xlabel="training episodes", ylabel="validation accuracy (%)", title="Validation during training")
         axis.legend(fontsize="small")
         written.append(_save(figure, plt, stem, "validation"))
     return written
+
+
+def _mean_and_ci(frame: pd.DataFrame) -> pd.DataFrame:
+    """One bar per method label and setting: the mean accuracy (%) and its 95% CI; with several
+    records (seeds), Student's t across them, else the record's own CI over test episodes."""
+    from scipy import stats
+
+    rows = []
+    for (label, setting), part in frame.groupby(["label", "setting"], sort=False):
+        values = part["accuracy_pct"]
+        if len(values) > 1:
+            half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / len(values) ** 0.5
+        else:
+            half = float(part["ci_pct"].iloc[0])
+        rows.append({"label": label, "setting": setting, "accuracy_pct": values.mean(), "ci_pct": half})
+    return pd.DataFrame(rows)
+
+
+def _validation_setting(record) -> str:
+    """The shape of the validation episodes behind ``record`` (a row of the records frame)."""
+    config = getattr(record, "config", None)
+    train = config.get("recipe", {}).get("train", {}) if isinstance(config, dict) else {}
+    if train.get("val_n_way"):
+        return f"{train['val_n_way']}-way {train['k_shot']}-shot"
+    return record.setting
 
 
 def _save(figure, plt, stem: Path, name: str) -> Path:

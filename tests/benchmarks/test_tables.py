@@ -118,3 +118,18 @@ def test_three_plots_are_written_as_png(tmp_path):
     ]
     for path in written:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_plots_take_several_seeds_of_one_cell_as_one_bar_with_a_ci_across_seeds(tmp_path):
+    from benchmarks.plots import _mean_and_ci, write_plots
+
+    frame = pd.DataFrame([
+        {**_record("protonet", "5-way 1-shot", a, 0.01, seed=s), "val_history": []}
+        for s, a in enumerate([0.90, 0.92, 0.94])
+    ])
+    written = write_plots(frame, tmp_path / "vinyals-quick")
+    assert len(written) == 2  # no validation history, no validation plot
+    bar = _mean_and_ci(frame.assign(label=frame["method"], accuracy_pct=100 * frame["accuracy"],
+                                    ci_pct=100 * frame["ci95"])).iloc[0]
+    assert abs(bar["accuracy_pct"] - 92.0) < 1e-9
+    assert abs(bar["ci_pct"] - 4.303 * 2.0 / 3 ** 0.5) < 1e-2  # t(0.975, 2) * std / sqrt(3)
