@@ -15,6 +15,25 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+#: Runner arguments for a seconds-long end-to-end run on a fake dataset.
+TINY_RUN = [
+    "--methods",
+    "protonet",
+    "--train-episodes",
+    "2",
+    "--test-episodes",
+    "2",
+    "--ways",
+    "2",
+    "--shots",
+    "1",
+    "--queries",
+    "1",
+    "--device",
+    "cpu",
+    "--quiet",
+]
+
 #: Classes per split and images per class of the fakes: enough for 20-way 1+5 training.
 TRAIN_CLASSES, OTHER_CLASSES = 20, 3
 TRAIN_IMAGES, OTHER_IMAGES = 6, 3

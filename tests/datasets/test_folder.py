@@ -15,7 +15,7 @@ from datasets.folder import (
     random_class_split,
 )
 from datasets.paths import DatasetFormatError, DatasetNotFoundError
-from tests.datasets.fakes import write_class_folder
+from tests.datasets.fakes import TINY_RUN, write_class_folder
 
 
 @pytest.fixture
@@ -122,21 +122,7 @@ def test_runner_runs_end_to_end_on_a_folder(tmp_path):
             str(tmp_path / "cache"),
             "--out",
             str(tmp_path / "out"),
-            "--methods",
-            "protonet",
-            "--train-episodes",
-            "2",
-            "--test-episodes",
-            "2",
-            "--ways",
-            "2",
-            "--shots",
-            "1",
-            "--queries",
-            "1",
-            "--device",
-            "cpu",
-            "--quiet",
+            *TINY_RUN,
         ]
     )
     assert code == 0

@@ -24,26 +24,10 @@ from datasets.learn2learn_sets import (
 from datasets.paths import DatasetFormatError, DatasetNotFoundError
 from tests.conftest import REPO
 from tests.datasets import fakes
+from tests.datasets.fakes import TINY_RUN
 from tests.learn2learn_required import learn2learn_or_skip
 
 EXACT_PIXELS = ("mini-imagenet", "tiered-imagenet", "cifar-fs", "fc100")  # CUB is JPEG, resized
-TINY_RUN = [
-    "--methods",
-    "protonet",
-    "--train-episodes",
-    "2",
-    "--test-episodes",
-    "2",
-    "--ways",
-    "2",
-    "--shots",
-    "1",
-    "--queries",
-    "1",
-    "--device",
-    "cpu",
-    "--quiet",
-]
 
 
 def write_fake(name: str, root: Path):
