@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import subprocess
@@ -15,8 +16,17 @@ from .devices import device_name
 REPO = Path(__file__).resolve().parents[1]
 
 
+#: Names the commit of a source tree that was copied without its ``.git`` (a container image,
+#: a cluster's working directory); used only where ``git`` cannot tell.
+GIT_COMMIT_ENV = "FEWSHOT_GIT_COMMIT"
+
+
 def git_commit() -> str:
-    """``HEAD``'s commit, with ``-dirty`` when tracked code (outside results/) has changes."""
+    """``HEAD``'s commit, with ``-dirty`` when tracked code (outside results/) has changes.
+
+    Outside a git checkout: ``$FEWSHOT_GIT_COMMIT`` (marked ``(declared)``) if set, else
+    ``"unknown"``.
+    """
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
@@ -29,7 +39,8 @@ def git_commit() -> str:
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        declared = os.environ.get(GIT_COMMIT_ENV, "").strip()
+        return f"{declared} (declared)" if declared else "unknown"
     return f"{commit}-dirty" if dirty else commit
 
 

@@ -3,6 +3,7 @@ validation accuracy during training."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -17,30 +18,48 @@ def _pyplot():
     return plt
 
 
-def write_plots(records: pd.DataFrame, stem: Path) -> list[Path]:
-    """Three PNGs for records of one dataset/split/preset, named ``<stem>-<plot>.png``."""
+def setting_order(settings: list[str]) -> list[str]:
+    """Distinct ``"N-way K-shot"`` settings, by way, then shot."""
+
+    def key(setting: str) -> tuple[int, int]:
+        way, shot = re.findall(r"\d+", setting)[:2]
+        return int(way), int(shot)
+
+    return sorted(set(settings), key=key)
+
+
+def write_plots(records: pd.DataFrame, stem: Path, labels: pd.Series | None = None) -> list[Path]:
+    """Three PNGs for records of one dataset/split/preset, named ``<stem>-<plot>.png``.
+
+    ``labels`` (aligned with ``records``) name each record's method variant, as the tables do;
+    by default the method's name and a non-default precision.
+    """
     import seaborn as sns
 
     plt = _pyplot()
-    frame = records.assign(
-        accuracy_pct=100 * records["accuracy"],
-        ci_pct=100 * records["ci95"],
-        label=records["method"] + records.get("precision", pd.Series("fp32", records.index)).map(
+    if labels is None:
+        labels = records["method"] + records.get("precision", pd.Series("fp32", records.index)).map(
             lambda p: "" if p in ("fp32", None) or p != p else f" [{p}]"
-        ),
+        )
+    frame = records.assign(
+        accuracy_pct=100 * records["accuracy"], ci_pct=100 * records["ci95"], label=labels
     )
     written = []
 
     figure, axis = plt.subplots(figsize=(6.4, 4.0))
-    sns.barplot(frame, x="setting", y="accuracy_pct", hue="label", errorbar=None, ax=axis)
-    axis.legend(title="method")
-    per_bar = _mean_and_ci(frame)
-    for bar_group, (_, part) in zip(axis.containers, per_bar.groupby("label", sort=False)):
-        ordered = part.set_index("setting").reindex([t.get_text() for t in axis.get_xticklabels()])
-        axis.errorbar(
-            [b.get_x() + b.get_width() / 2 for b in bar_group], ordered["accuracy_pct"],
-            yerr=ordered["ci_pct"], fmt="none", ecolor="black", capsize=3,
-        )
+    settings = setting_order(frame["setting"].tolist())
+    hues = list(dict.fromkeys(frame["label"]))
+    sns.barplot(
+        frame, x="setting", y="accuracy_pct", hue="label", order=settings, hue_order=hues,
+        errorbar=None, ax=axis,
+    )
+    axis.legend(title="method", fontsize="small")
+    per_bar = _mean_and_ci(frame).set_index(["label", "setting"])
+    for label, bars in zip(hues, axis.containers):  # one container per hue, only drawn bars
+        for bar in bars:
+            centre = bar.get_x() + bar.get_width() / 2
+            mean, half = per_bar.loc[(label, settings[round(centre)]), ["accuracy_pct", "ci_pct"]]
+            axis.errorbar(centre, mean, yerr=half, fmt="none", ecolor="black", capsize=3)
     low = (per_bar["accuracy_pct"] - per_bar["ci_pct"]).min()
     axis.set_ylim(max(0.0, low - 2), 100)
     axis.set(xlabel="", ylabel="test accuracy (%) ± 95% CI", title="Accuracy per method and setting")

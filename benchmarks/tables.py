@@ -9,7 +9,7 @@ import pandas as pd
 
 from methods import method_class
 
-from .plots import write_plots
+from .plots import setting_order, write_plots
 from .published import PUBLISHED, tolerance
 from .records import RecordStore
 from .statistics import across_seeds, paired_table, seeds_table
@@ -26,27 +26,35 @@ def load_records(out: Path) -> pd.DataFrame:
     return frame.drop_duplicates("config_hash", keep="last").reset_index(drop=True)
 
 
-def _setting_order(settings: list[str]) -> list[str]:
-    def key(setting: str) -> tuple[int, int]:
-        way, shot = re.findall(r"\d+", setting)[:2]
-        return int(way), int(shot)
-
-    return sorted(set(settings), key=key)
-
-
 def _method_label(group: pd.DataFrame) -> str:
     """The method's name plus the options that differ from its defaults."""
-    name = group["method"].iloc[0]
+    method = group["method"].iloc[0]
     options = group["method_options"].iloc[0]
     precision = group["precision"].iloc[0] if "precision" in group else "fp32"
+    name = method
     if isinstance(precision, str) and precision != "fp32":
         name += f" [{precision}]"
     try:
-        defaults = method_class(name).Options().as_dict()
+        defaults = method_class(method).Options().as_dict()
     except KeyError:  # a method recorded elsewhere and not registered here
         defaults = {}
     detail = ", ".join(f"{k}={v}" for k, v in options.items() if defaults.get(k) != v)
     return name + (f" ({detail})" if detail else "")
+
+
+def device_kind(records: pd.DataFrame) -> pd.Series:
+    """``"gpu"`` for records run on a CUDA device, else ``"cpu"`` (from each record's config)."""
+    if "config" not in records:
+        return pd.Series("cpu", records.index)
+    return records["config"].map(
+        lambda config: "gpu" if str(config.get("device", "cpu")).startswith("cuda") else "cpu"
+    )
+
+
+def table_stem(out: Path, dataset: str, split: str, preset: str, kind: str) -> Path:
+    """Where one table family is written: ``<out>/<dataset>/<split>-<preset>`` for CPU records,
+    with ``-gpu`` appended for GPU records, so timings of different hardware never share a table."""
+    return Path(out) / dataset / (f"{split}-{preset}" + ("-gpu" if kind == "gpu" else ""))
 
 
 def _accuracy_cell(cell: pd.DataFrame) -> str:
@@ -65,7 +73,7 @@ def comparison_table(records: pd.DataFrame) -> pd.DataFrame:
     Accuracy columns hold ``mean ± 95% CI`` in percent; cost columns list one value per setting
     in the order of the accuracy columns.
     """
-    settings = _setting_order(records["setting"].tolist())
+    settings = setting_order(records["setting"].tolist())
     rows = []
     precision = (
         records["precision"].fillna("fp32") if "precision" in records
@@ -118,9 +126,10 @@ def write_tables(out: Path) -> list[Path]:
     written = []
     if records.empty:
         return written
-    for (dataset, split, preset), group in records.groupby(["dataset", "split", "preset"]):
+    groups = records.groupby(["dataset", "split", "preset", device_kind(records)])
+    for (dataset, split, preset, kind), group in groups:
         table = comparison_table(group)
-        stem = Path(out) / dataset / f"{split}-{preset}"
+        stem = table_stem(out, dataset, split, preset, kind)
         caption = table_caption(group)
         _write_table(stem, table, caption)
         latex = table.to_latex(index=False, caption=caption.replace("%", r"\%").replace("±", r"$\pm$"))
@@ -149,7 +158,7 @@ def write_tables(out: Path) -> list[Path]:
             "model behind the cell, shared by the cells it serves.",
             "Sources:\n" + "".join(f"- {source}\n" for source in sources),
         )
-        write_plots(group, stem)
+        write_plots(group, stem, labels)
     return written
 
 
@@ -173,14 +182,16 @@ def published_table(records: pd.DataFrame) -> pd.DataFrame:
     """Ours vs published per cell with a published value: difference, and whether the published
     value lies inside our 95% CI."""
     rows = []
-    for r in records.sort_values(["method", "n_way", "k_shot", "seed"]).itertuples():
+    labels = records.apply(lambda r: _method_label(records.loc[[r.name]]), axis=1)
+    ordered = records.assign(label=labels).sort_values(["label", "n_way", "k_shot", "seed"])
+    for r in ordered.itertuples():
         key = (r.method, r.dataset, r.split, int(r.n_way), int(r.k_shot))
         if key not in PUBLISHED:
             continue
         ref = PUBLISHED[key]
         ours, half = 100 * r.accuracy, 100 * r.ci95
         rows.append({
-            "method": r.method,
+            "method": r.label,
             "setting": r.setting,
             "seed": r.seed,
             "ours": f"{ours:.2f} ± {half:.2f}",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,14 +19,23 @@ class MatchingNetOptions(MethodOptions):
     """Options of :class:`MatchingNet`.
 
     Attributes:
-        temperature: scale of the cosine similarities before the softmax. Cosines lie in
-            [-1, 1], so an unscaled softmax is nearly uniform and learns slowly.
+        temperature: scale of the similarities before the softmax. Cosines lie in [-1, 1]
+            (in [0, 1] after a ReLU backbone), so an unscaled softmax is nearly uniform and
+            learns slowly.
+        learn_temperature: train the temperature (kept positive, starting at ``temperature``)
+            together with the network, the metric scaling of Oreshkin et al. (NeurIPS 2018).
+        similarity: ``"cosine"`` normalises query and support embeddings (Vinyals et al.'s
+            cosine); ``"support-normalized"`` normalises only the support embeddings, so the
+            query's norm acts as a learned per-query sharpness, as in widely used
+            re-implementations of Matching Networks (use it with ``temperature=1``).
         fce: full context embeddings: a bidirectional LSTM over the support set and an
             attention LSTM over the queries.
         fce_steps: processing steps of the attention LSTM.
     """
 
     temperature: float = 10.0
+    learn_temperature: bool = False
+    similarity: Literal["cosine", "support-normalized"] = "cosine"
     fce: bool = False
     fce_steps: int = 5
 
@@ -57,7 +68,11 @@ class FullContextEmbedding(nn.Module):
 
 @register_method
 class MatchingNet(FewShotMethod):
-    """Matching Networks: softmax attention over cosine similarities, summed per class."""
+    """Matching Networks: softmax attention over cosine similarities, summed per class.
+
+    With ``learn_temperature`` the method has one parameter outside the backbone (the log of
+    the temperature).
+    """
 
     name = "matchnet"
     Options = MatchingNetOptions
@@ -67,6 +82,11 @@ class MatchingNet(FewShotMethod):
         opts: MatchingNetOptions = self.options
         if opts.temperature <= 0:
             raise ValueError(f"matchnet temperature must be positive, got {opts.temperature}")
+        log_temperature = torch.tensor(math.log(opts.temperature))
+        if opts.learn_temperature:
+            self.log_temperature = nn.Parameter(log_temperature)
+        else:
+            self.register_buffer("log_temperature", log_temperature, persistent=False)
         self.context = None
         if opts.fce:
             self.context = FullContextEmbedding(backbone.out_channels, opts.fce_steps)
@@ -78,8 +98,10 @@ class MatchingNet(FewShotMethod):
         s, q = support.flatten(1), query.flatten(1)
         if self.context is not None:
             s, q = self.context(s, q)
-        cosine = F.normalize(q, dim=1) @ F.normalize(s, dim=1).T  # [Q, S]
-        attention = torch.softmax(self.options.temperature * cosine, dim=1)
+        if self.options.similarity == "cosine":
+            q = F.normalize(q, dim=1)
+        similarity = q @ F.normalize(s, dim=1).T  # [Q, S]
+        attention = torch.softmax(self.log_temperature.exp() * similarity, dim=1)
         return attention @ class_one_hot(support_y, n_way, attention.dtype)
 
     def loss(self, scores: Tensor, query_y: Tensor) -> Tensor:

@@ -133,3 +133,54 @@ def test_plots_take_several_seeds_of_one_cell_as_one_bar_with_a_ci_across_seeds(
                                     ci_pct=100 * frame["ci95"])).iloc[0]
     assert abs(bar["accuracy_pct"] - 92.0) < 1e-9
     assert abs(bar["ci_pct"] - 4.303 * 2.0 / 3 ** 0.5) < 1e-2  # t(0.975, 2) * std / sqrt(3)
+
+
+def test_published_comparison_names_each_variant_of_a_method_by_its_options():
+    from benchmarks.tables import published_table
+
+    frame = pd.DataFrame([
+        {**_record("matchnet", "20-way 1-shot", 0.93, 0.003), "n_way": 20, "k_shot": 1},
+        {**_record("matchnet", "20-way 1-shot", 0.92, 0.003), "n_way": 20, "k_shot": 1,
+         "method_options": {"temperature": 10.0, "learn_temperature": True}},
+    ])
+    table = published_table(frame)
+    assert list(table["method"]) == ["matchnet", "matchnet (learn_temperature=True)"]
+
+
+def test_gpu_records_get_their_own_tables_beside_the_cpu_ones(tmp_path):
+    import json
+
+    from benchmarks.tables import write_tables
+
+    store = tmp_path / "omniglot"
+    (store / "episodes").mkdir(parents=True)
+    lines = []
+    for device, accuracy in (("cpu", 0.91), ("cuda", 0.95)):
+        np.save(store / "episodes" / f"{device}.npy", np.full(600, accuracy))
+        record = {
+            **_record("protonet", "5-way 1-shot", accuracy, 0.01, training=device),
+            "n_way": 5, "k_shot": 1, "config_hash": device, "config": {"device": device},
+            "episodes_file": f"episodes/{device}.npy", "val_history": [],
+        }
+        lines.append(json.dumps(record))
+    (store / "records.jsonl").write_text("\n".join(lines) + "\n")
+    written = write_tables(tmp_path)
+    assert sorted(p.name for p in written) == ["vinyals-quick-gpu.md", "vinyals-quick.md"]
+    assert "91.00" in (store / "vinyals-quick.md").read_text()
+    assert "95.00" in (store / "vinyals-quick-gpu.md").read_text()
+    assert "91.00" not in (store / "vinyals-quick-gpu.md").read_text()
+
+
+def test_plots_draw_methods_that_lack_some_settings_and_name_variants_apart(tmp_path):
+    from benchmarks.plots import write_plots
+
+    frame = pd.DataFrame([
+        {**_record("protonet", "5-way 1-shot", 0.90, 0.01), "val_history": []},
+        {**_record("protonet", "20-way 1-shot", 0.80, 0.01), "val_history": []},
+        {**_record("matchnet", "20-way 1-shot", 0.85, 0.01), "val_history": []},  # no 5-way
+        {**_record("matchnet", "20-way 1-shot", 0.86, 0.01, training="x"), "val_history": [],
+         "method_options": {"learn_temperature": True}},
+    ])
+    labels = pd.Series(["protonet", "protonet", "matchnet", "matchnet (learn_temperature=True)"])
+    written = write_plots(frame, tmp_path / "vinyals-quick", labels)
+    assert [p.name for p in written] == ["vinyals-quick-accuracy.png", "vinyals-quick-cost.png"]

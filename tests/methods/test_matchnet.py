@@ -46,3 +46,38 @@ def test_temperature_sharpens_the_attention():
 def test_non_positive_temperature_is_rejected():
     with pytest.raises(ValueError, match="temperature must be positive"):
         MatchingNet(Identity(2), MatchingNetOptions(temperature=0.0))
+
+
+def test_a_learned_temperature_starts_at_the_given_value_and_is_trained():
+    method = create_method("matchnet", Conv4(1), {"temperature": "5", "learn_temperature": "true"})
+    assert method.head_parameters() == 1
+    assert torch.isclose(method.log_temperature.exp(), torch.tensor(5.0))
+    fixed = MatchingNet(method.backbone, MatchingNetOptions(temperature=5.0))
+    support_x, support_y, query_x, query_y = random_episode(n_way=4, k_shot=2, n_query=2)
+    scores = method(support_x, support_y, query_x)
+    assert torch.allclose(scores, fixed(support_x, support_y, query_x))
+    method.loss(scores, query_y).backward()
+    assert method.log_temperature.grad is not None and method.log_temperature.grad != 0
+    assert "log_temperature" in method.state_dict()
+
+
+def test_a_fixed_temperature_is_not_a_parameter_nor_saved():
+    method = MatchingNet(Identity(2), MatchingNetOptions(temperature=3.0))
+    assert method.head_parameters() == 0
+    assert "log_temperature" not in method.state_dict()
+
+
+def test_support_normalized_similarity_keeps_the_query_norm_as_sharpness():
+    method = MatchingNet(Identity(2), MatchingNetOptions(temperature=1.0, similarity="support-normalized"))
+    support_x = torch.tensor([[2.0, 0.0], [0.0, 5.0]]).view(2, 2, 1, 1)
+    support_y = torch.tensor([0, 1])
+    query_x = torch.tensor([[3.0, 1.0]]).view(1, 2, 1, 1)
+    expected = torch.softmax(torch.tensor([3.0, 1.0]), 0).unsqueeze(0)  # q . s / |s|
+    assert torch.allclose(method(support_x, support_y, query_x), expected)
+    doubled = method(support_x, support_y, 2 * query_x)
+    assert doubled[0, 0] > expected[0, 0]  # a longer query attends more sharply
+
+
+def test_an_unknown_similarity_is_rejected_with_the_choices():
+    with pytest.raises(ValueError, match="choose one of: cosine, support-normalized"):
+        create_method("matchnet", Conv4(1), {"similarity": "euclidean"})
