@@ -41,6 +41,12 @@ class Preset:
     recipe: Callable[[str, int, int], Recipe]
 
 
+#: Matching Networks' options in the recipes that aim at the published numbers: the cosine
+#: similarities are scaled by a learned temperature (Oreshkin et al., NeurIPS 2018) instead of
+#: a fixed one.
+MATCHNET_LEARNED_SCALE: dict[str, Any] = {"learn_temperature": True}
+
+
 def _quick(method: str, n_way: int, k_shot: int) -> Recipe:
     """Sized for a 2-core CPU: 1,000 training episodes of 20 ways and 5 queries per class.
 
@@ -80,9 +86,11 @@ def _paper(method: str, n_way: int, k_shot: int) -> Recipe:
             ),
         )
     if method == "matchnet":
-        # Vinyals et al. 2016: cosine attention, trained on episodes of the test shape
+        # Vinyals et al. 2016: cosine attention, trained on episodes of the test shape; the scale
+        # of the cosines is learned (see _paper_cpu)
         return Recipe(
             backbone="conv4",
+            options=dict(MATCHNET_LEARNED_SCALE),
             train=TrainConfig(
                 episodes=20_000, n_way=n_way, k_shot=k_shot, n_query=15 if n_way == 5 else 5,
                 lr_step=2000, val_every=1000, val_episodes=300,
@@ -107,10 +115,11 @@ def _paper_cpu(method: str, n_way: int, k_shot: int) -> Recipe:
       episodes halved every 2,000 left it 0.2 / 0.6 points short at 5- / 20-way).
     - protonet: Snell et al.'s recipe (60-way, 5 queries, training shot = test shot) for
       3,000 / 1,500 episodes instead of training to convergence.
-    - other methods (matchnet: cosine attention): 20-way episodes of the test shot, 5 queries,
-      the rate halved every 3,000: 12,000 / 10,000 episodes at 1 / 5 shots (5,000 / 2,000
-      halved every 2,000 left matchnet 0.2 / 0.7 points short at 1 shot and 3.8 points short at
-      20-way 5-shot).
+    - other methods: 20-way episodes of the test shot, 5 queries, the rate halved every 3,000:
+      12,000 / 10,000 episodes at 1 / 5 shots. matchnet: cosine attention whose scale (the
+      softmax temperature, starting at 10) is learned. With the scale fixed at 10 the same
+      training stays 1.9-2.4 points under the published 20-way numbers (CPU and GPU runs, see
+      the README); the paper's unscaled cosine trains slower still.
     """
     validation = {
         "lr_step": 2000, "val_every": 1000, "val_episodes": 200, "val_n_way": 20, "val_n_query": 5,
@@ -133,7 +142,8 @@ def _paper_cpu(method: str, n_way: int, k_shot: int) -> Recipe:
         episodes=12000 if k_shot == 1 else 10000, n_way=20, k_shot=k_shot, n_query=5,
         **{**validation, "lr_step": 3000},
     )
-    return Recipe(backbone="conv4", train=train)
+    options = dict(MATCHNET_LEARNED_SCALE) if method == "matchnet" else {}
+    return Recipe(backbone="conv4", train=train, options=options)
 
 
 _PRESETS: dict[str, Preset] = {

@@ -158,8 +158,12 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return values
 
 
-def method_options(config: RunConfig, methods: list[str]) -> dict[str, dict[str, str]]:
-    """``METHOD.KEY=VALUE`` strings -> per-method option dicts, each checked against the method."""
+def method_options(config: RunConfig, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """``METHOD.KEY=VALUE`` strings -> per-method option dicts, each checked against the method.
+
+    Values come back typed (``"true"`` -> ``True``, ``"5"`` -> ``5.0``), so every spelling of
+    one option, and a preset that sets it, give one configuration hash.
+    """
     parsed: dict[str, dict[str, str]] = {m: {} for m in methods}
     for item in config.options:
         target, equals, value = item.partition("=")
@@ -170,9 +174,10 @@ def method_options(config: RunConfig, methods: list[str]) -> dict[str, dict[str,
         if method not in parsed:
             raise UsageError(f"option {item!r} is for {method!r}, which is not among --methods {' '.join(methods)}")
         parsed[method][key] = value
-    for method, options in parsed.items():
-        build_options(method, options)
-    return parsed
+    return {
+        method: {key: getattr(build_options(method, options), key) for key in options}
+        for method, options in parsed.items()
+    }
 
 
 def plan_cells(config: RunConfig, device: str) -> list[Cell]:

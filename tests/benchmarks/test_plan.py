@@ -88,3 +88,25 @@ def test_config_file_values_and_flags_merge_with_flags_winning(tmp_path):
     json_path.write_text('{"seeds": [0, 1], "preset": "paper"}')
     config, _ = parse_config(["--config", str(json_path)])
     assert (config.seeds, config.preset) == ((0, 1), "paper")
+
+
+def test_every_spelling_of_an_option_gives_one_configuration():
+    spellings = ["matchnet.learn_temperature=true", "matchnet.learn_temperature=True",
+                 "matchnet.learn_temperature=1"]
+    cells = [plan_cells(RunConfig(methods=("matchnet",), shots=(1,), options=(o,)), "cpu")[0]
+             for o in spellings]
+    assert {c.config_hash for c in cells} == {cells[0].config_hash}
+    assert cells[0].recipe.options == {"learn_temperature": True}
+
+
+def test_the_published_recipes_learn_the_matching_network_scale():
+    for name in ("paper", "paper-cpu"):
+        cell = plan_cells(RunConfig(methods=("matchnet",), shots=(1,), preset=name), "cpu")[0]
+        assert cell.recipe.options == {"learn_temperature": True}
+        same = plan_cells(
+            RunConfig(methods=("matchnet",), shots=(1,), preset=name,
+                      options=("matchnet.learn_temperature=true",)), "cpu",
+        )[0]
+        assert same.config_hash == cell.config_hash
+    quick = plan_cells(RunConfig(methods=("matchnet",), shots=(1,)), "cpu")[0]
+    assert quick.recipe.options == {}
