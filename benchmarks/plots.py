@@ -79,7 +79,10 @@ def write_plots(records: pd.DataFrame, stem: Path, labels: pd.Series | None = No
     ]
     if history:
         figure, axis = plt.subplots(figsize=(6.4, 4.0))
-        sns.lineplot(pd.DataFrame(history), x="episode", y="val_pct", hue="label", style="validated on", marker="o", ax=axis)
+        sns.lineplot(
+            pd.DataFrame(history), x="episode", y="val_pct", hue="label", style="validated on",
+            marker="o", errorbar=("ci", 95), seed=0, ax=axis,  # seeded bootstrap: same PNG every time
+        )
         axis.set(xlabel="training episodes", ylabel="validation accuracy (%)", title="Validation during training")
         axis.legend(fontsize="small")
         written.append(_save(figure, plt, stem, "validation"))

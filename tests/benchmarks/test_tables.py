@@ -184,3 +184,16 @@ def test_plots_draw_methods_that_lack_some_settings_and_name_variants_apart(tmp_
     labels = pd.Series(["protonet", "protonet", "matchnet", "matchnet (learn_temperature=True)"])
     written = write_plots(frame, tmp_path / "vinyals-quick", labels)
     assert [p.name for p in written] == ["vinyals-quick-accuracy.png", "vinyals-quick-cost.png"]
+
+
+def test_plots_regenerate_byte_for_byte(tmp_path):
+    from benchmarks.plots import write_plots
+
+    frame = pd.DataFrame([
+        {**_record("protonet", "5-way 1-shot", a, 0.01, seed=s),
+         "val_history": [{"episode": e, "val_accuracy": a - 0.1 / e} for e in (1, 2, 3)]}
+        for s, a in enumerate([0.90, 0.92, 0.94])
+    ])
+    first = [p.read_bytes() for p in write_plots(frame, tmp_path / "a")]
+    second = [p.read_bytes() for p in write_plots(frame, tmp_path / "b")]
+    assert len(first) == 3 and first == second
