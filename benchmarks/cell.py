@@ -22,6 +22,9 @@ from .plan import Cell
 from .records import RecordStore
 from .training import TrainResult, train
 
+#: Untimed forward passes before each cell's timed test pass (see ``evaluate``).
+EVAL_WARMUP_EPISODES = 3
+
 
 def build_method(cell: Cell, image_channels: int) -> FewShotMethod:
     """The cell's method on a fresh backbone, initialised from the cell's seed."""
@@ -146,6 +149,7 @@ def compute_group(
         result = evaluate(
             method, test_sampler, cell.test_episodes, device, progress,
             description=f"test {cell.method} {cell.setting}", precision=cell.precision,
+            warmup_episodes=EVAL_WARMUP_EPISODES,
         )
         memory, memory_kind = peak_memory_mb(device)
         record = {
@@ -177,6 +181,7 @@ def compute_group(
             "eval_wall_ms_per_episode": 1e3 * result.wall_seconds_per_episode,
             "eval_device_ms_per_episode": 1e3 * result.device_seconds_per_episode,
             "eval_device_clock": result.device_clock,
+            "eval_warmup_episodes": EVAL_WARMUP_EPISODES,
             "data_ms_per_episode": 1e3 * result.data_seconds_per_episode,
             "params_backbone": params_backbone,
             "params_head": params_total - params_backbone,

@@ -60,9 +60,15 @@ def evaluate(
     progress: bool = True,
     description: str = "test",
     precision: str = "fp32",
+    warmup_episodes: int = 0,
 ) -> EvalResult:
     """Accuracy of ``method`` on episodes ``0 .. episodes-1`` of ``sampler``, in ``eval()`` mode
     and the given compute precision (``"fp32"`` or ``"bf16"`` autocast).
+
+    ``warmup_episodes``: forward passes on the first episodes, run untimed and unscored before
+    the timed pass, so that one-time costs (CUDA kernel loading, cuDNN's choice of algorithms,
+    the allocator's growth) stay out of the per-episode times. Accuracies do not change: in
+    ``eval()`` mode a forward pass changes no state.
 
     The method's previous train/eval mode is restored afterwards.
     """
@@ -78,6 +84,9 @@ def evaluate(
     bar = tqdm(range(episodes), desc=description, unit="ep", disable=not progress, leave=False)
     try:
         with torch.inference_mode(), autocast(device, precision):
+            for i in range(min(warmup_episodes, episodes)):
+                episode = sampler[i].to(device)
+                method(episode.support_x, episode.support_y, episode.query_x)
             for i in bar:
                 with data:
                     episode = sampler[i].to(device)

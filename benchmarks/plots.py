@@ -53,7 +53,7 @@ def write_plots(records: pd.DataFrame, stem: Path, labels: pd.Series | None = No
         frame, x="setting", y="accuracy_pct", hue="label", order=settings, hue_order=hues,
         errorbar=None, ax=axis,
     )
-    axis.legend(title="method", fontsize="small")
+    _legend_outside(axis, title="method")
     per_bar = _mean_and_ci(frame).set_index(["label", "setting"])
     for label, bars in zip(hues, axis.containers):  # one container per hue, only drawn bars
         for bar in bars:
@@ -68,7 +68,7 @@ def write_plots(records: pd.DataFrame, stem: Path, labels: pd.Series | None = No
     figure, axis = plt.subplots(figsize=(6.4, 4.0))
     sns.scatterplot(frame, x="eval_wall_ms_per_episode", y="accuracy_pct", hue="label", style="setting", s=80, ax=axis)
     axis.set(xlabel="ms per test episode (wall)", ylabel="test accuracy (%)", title="Accuracy against cost")
-    axis.legend(fontsize="small")
+    _legend_outside(axis)
     written.append(_save(figure, plt, stem, "cost"))
 
     history = [
@@ -84,7 +84,7 @@ def write_plots(records: pd.DataFrame, stem: Path, labels: pd.Series | None = No
             marker="o", errorbar=("ci", 95), seed=0, ax=axis,  # seeded bootstrap: same PNG every time
         )
         axis.set(xlabel="training episodes", ylabel="validation accuracy (%)", title="Validation during training")
-        axis.legend(fontsize="small")
+        _legend_outside(axis)
         written.append(_save(figure, plt, stem, "validation"))
     return written
 
@@ -114,9 +114,13 @@ def _validation_setting(record) -> str:
     return record.setting
 
 
+def _legend_outside(axis, **options) -> None:
+    """The legend right of the plot, where long method labels hide no data."""
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", **options)
+
+
 def _save(figure, plt, stem: Path, name: str) -> Path:
     path = stem.parent / f"{stem.name}-{name}.png"
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")  # widened to hold the legend
     plt.close(figure)
     return path

@@ -100,8 +100,8 @@ def _paper(method: str, n_way: int, k_shot: int) -> Recipe:
 
 
 def _paper_cpu(method: str, n_way: int, k_shot: int) -> Recipe:
-    """The published recipes, shortened so that all 12 Omniglot cells train in under two hours
-    on one CPU core.
+    """The published recipes, shortened so that all 12 Omniglot cells train in about 2.2 hours
+    on one CPU core (5 training runs).
 
     One model per method and shot serves the 5-way and the 20-way test: training episodes take
     the shape of each paper's 20-way (for ProtoNet, 60-way) recipe, and validation is fixed at
@@ -159,7 +159,7 @@ _PRESETS: dict[str, Preset] = {
     ),
     "paper-cpu": Preset(
         "paper-cpu",
-        "the published recipes shortened for a CPU (under two core-hours for all 12 Omniglot "
+        "the published recipes shortened for a CPU (about 2.2 core-hours for all 12 Omniglot "
         "cells); one model per method and shot serves 5- and 20-way tests",
         _paper_cpu,
     ),

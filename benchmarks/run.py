@@ -27,7 +27,9 @@ import torch
 
 from datasets.paths import DatasetNotFoundError
 from datasets.registry import available_datasets, check_scheme, dataset_spec
-from methods import available_methods, build_options, method_class, method_summary
+from methods import (
+    available_methods, build_options, method_class, method_summary, option_choices,
+)
 from methods.registry import UnknownMethodError
 
 from .cell import run_group, samplers
@@ -221,6 +223,9 @@ def print_list() -> None:
     print("methods:")
     for name in available_methods():
         print(f"  {name:<10} {method_summary(name)}")
+        options = option_choices(name)
+        if options:
+            print(f"  {'':<10} --options {' '.join(f'{name}.{o}' for o in options)}")
     print("datasets:")
     for name in available_datasets():
         print(f"  {name:<10} {dataset_spec(name).summary}")

@@ -60,3 +60,12 @@ def test_needs_at_least_one_episode():
     sampler = EpisodeSampler(numbered_split([5] * 8), 4, 1, 2, seed=0)
     with pytest.raises(ValueError, match="at least 1"):
         evaluate(ModeRecorder(), sampler, 0, torch.device("cpu"), progress=False)
+
+
+def test_warmup_passes_are_extra_untimed_and_leave_the_accuracies_alone():
+    sampler = EpisodeSampler(numbered_split([5] * 8), 4, 1, 2, seed=0)
+    plain = evaluate(ModeRecorder(), sampler, 5, torch.device("cpu"), progress=False)
+    method = ModeRecorder()
+    warmed = evaluate(method, sampler, 5, torch.device("cpu"), progress=False, warmup_episodes=3)
+    assert len(method.modes) == 3 + 5 and method.modes == [False] * 8
+    assert np.array_equal(warmed.accuracies, plain.accuracies)

@@ -21,7 +21,7 @@ from tests.conftest import REPO
 
 RECORD_FIELDS = {
     "accuracy", "ci95", "std", "test_episodes", "episodes_file", "train_wall_s", "train_episodes",
-    "eval_wall_ms_per_episode", "eval_device_ms_per_episode", "eval_device_clock",
+    "eval_wall_ms_per_episode", "eval_device_ms_per_episode", "eval_device_clock", "eval_warmup_episodes",
     "data_ms_per_episode", "params_backbone", "params_head", "params_total", "flops_per_episode",
     "peak_memory_mb", "peak_memory_kind", "device_name", "torch_version", "git_commit",
     "dataset_fingerprint", "config_hash", "config", "method", "dataset", "split", "n_way",
@@ -52,6 +52,7 @@ def test_list_names_methods_datasets_and_presets(capsys):
     out = capsys.readouterr().out
     for name in ("relnet", "protonet", "matchnet", "omniglot", "quick", "paper"):
         assert f"  {name}" in out
+    assert "--options relnet.relation=conv|mlp" in out  # each method's options and defaults
 
 
 def test_help_is_complete(capsys):

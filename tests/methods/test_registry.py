@@ -70,3 +70,13 @@ def test_a_new_method_is_one_class_and_one_registration():
         from methods import registry
 
         registry._METHODS.pop("test-nearest", None)
+
+
+def test_options_are_listed_with_defaults_first_and_every_choice():
+    from methods import option_choices
+
+    relnet = option_choices("relnet")
+    assert "relation=conv|mlp" in relnet and "fc_hidden=8" in relnet
+    assert "learn_temperature=false" in option_choices("matchnet")
+    assert "similarity=cosine|support-normalized" in option_choices("matchnet")
+    assert option_choices("protonet") == []
