@@ -14,6 +14,7 @@ from .registry import (
     create_method,
     method_class,
     method_summary,
+    option_choices,
     register_method,
 )
 
@@ -32,5 +33,6 @@ __all__ = [
     "create_method",
     "method_class",
     "method_summary",
+    "option_choices",
     "register_method",
 ]

@@ -51,6 +51,20 @@ def method_summary(name: str) -> str:
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
+def option_choices(name: str) -> list[str]:
+    """Method ``name``'s options as ``KEY=DEFAULT``, or ``KEY=DEFAULT|OTHER|...`` for a choice."""
+    options_cls = method_class(name).Options
+    hints = typing.get_type_hints(options_cls)
+    described = []
+    for field in dataclasses.fields(options_cls):
+        default = field.default
+        values = [default]
+        if typing.get_origin(hints[field.name]) is typing.Literal:
+            values += [v for v in typing.get_args(hints[field.name]) if v != default]
+        described.append(f"{field.name}=" + "|".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values))
+    return described
+
+
 def build_options(name: str, raw: dict[str, Any] | None = None) -> Any:
     """The ``Options`` of method ``name`` from a mapping of option names to values or strings.
 
