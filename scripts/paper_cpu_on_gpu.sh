@@ -19,6 +19,7 @@ PYTHON=${PYTHON:-python}
 EXTRA=${EXTRA:-}
 TEST_EPISODES=${TEST_EPISODES:-600}
 WORK=${WORK:-$(mktemp -d)}
+mkdir -p "$WORK"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 declare -A RUNS=(
