@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from methods import build_options
+
 from .presets import Recipe
 from .training import TrainConfig
 
@@ -85,3 +87,44 @@ def group_by_training(cells: list[Cell]) -> dict[str, list[Cell]]:
     for cell in cells:
         groups.setdefault(cell.training_hash, []).append(cell)
     return groups
+
+
+@dataclass(frozen=True)
+class RecordCheck:
+    """Which cells of a plan are recorded, and which records no longer describe their cell.
+
+    Attributes:
+        done: config hashes with a record whose method options are those the cell resolves to.
+        stale: config hash -> why its record is out of date: the options it was made with differ
+            from what the method resolves them to now (a method's default changed). A stale
+            cell runs again, and its training run ignores any saved checkpoint.
+    """
+
+    done: set[str]
+    stale: dict[str, str]
+
+
+def check_records(cells: list[Cell], records: list[dict[str, Any]]) -> RecordCheck:
+    """Match ``cells`` with their latest records (a cell's config holds only the options a
+    recipe or ``--options`` set, so a changed default keeps the hash but not the meaning)."""
+    latest = {r["config_hash"]: r for r in records}
+    done: set[str] = set()
+    stale: dict[str, str] = {}
+    for cell in cells:
+        record = latest.get(cell.config_hash)
+        if record is None:
+            continue
+        now = json.loads(json.dumps(build_options(cell.method, cell.recipe.options).as_dict()))
+        then = record.get("method_options") or {}
+        changed = {k: v for k, v in then.items() if k not in now or now[k] != v}
+        if changed:
+            stale[cell.config_hash] = (
+                f"{cell.label} was recorded with {cell.method} options "
+                + ", ".join(f"{k}={v}" for k, v in changed.items())
+                + "; they now resolve to "
+                + ", ".join(f"{k}={now.get(k, '(no such option)')}" for k in changed)
+                + " (a default changed), so it runs again"
+            )
+        else:
+            done.add(cell.config_hash)
+    return RecordCheck(done, stale)

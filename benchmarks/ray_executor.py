@@ -266,8 +266,12 @@ def run_on_ray(
     force: bool,
     on_record: Callable[[Cell, dict[str, Any]], None],
     on_failure: Callable[[list[Cell], str], None],
+    retrain: frozenset[str] = frozenset(),
 ) -> None:
     """Run every group as a Ray task and record results as tasks finish.
+
+    A group reuses its saved checkpoint unless ``force`` is set or its training hash is in
+    ``retrain``.
 
     On Ctrl-C (KeyboardInterrupt) the groups that already finished are recorded, the others are
     cancelled, and the KeyboardInterrupt propagates.
@@ -286,7 +290,8 @@ def run_on_ray(
     )
     pending: dict[Any, list[Cell]] = {}
     for group in groups:
-        checkpoint = None if force else store.load_checkpoint(group[0].training_hash)
+        reuse = not force and group[0].training_hash not in retrain
+        checkpoint = store.load_checkpoint(group[0].training_hash) if reuse else None
         ref = task.remote(group, data, splits, image_channels, device, options.cpus_per_cell,
                           checkpoint, fault)
         pending[ref] = group

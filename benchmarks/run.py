@@ -36,7 +36,7 @@ from .cell import run_group, samplers
 from .devices import PRECISIONS, resolve_device
 from .dryrun import CostModel, describe_plan
 from .faults import Fault
-from .plan import Cell, group_by_training
+from .plan import Cell, RecordCheck, check_records, group_by_training
 from .presets import available_presets, preset, with_overrides
 from .ray_executor import RayOptions, RaySession, RayUnavailableError, ray_device, run_on_ray
 from .records import RecordStore, check_writable
@@ -288,7 +288,10 @@ def _main(argv: list[str] | None, sessions: list[RaySession]) -> int:
                 samplers(cell, dataset, splits)
             except ValueError as error:
                 raise UsageError(f"{cell.label}: {error}") from error
-        done = set() if config.force else store.done()
+        checked = RecordCheck(set(), {}) if config.force else check_records(cells, store.records())
+        done = checked.done
+        for reason in checked.stale.values():
+            log(f"warning: {reason}")
         if config.dry_run:
             checkpoints = set() if config.force else {
                 c.training_hash for c in cells if store.checkpoint_path(c.training_hash).exists()
@@ -312,6 +315,7 @@ def _main(argv: list[str] | None, sessions: list[RaySession]) -> int:
 
     pending = [c for c in cells if c.config_hash not in done]
     groups = group_by_training(pending)
+    retrain = frozenset(c.training_hash for c in cells if c.config_hash in checked.stale)
     log(
         f"{len(cells)} cells ({len(cells) - len(pending)} already recorded, skipped), "
         f"{len(groups)} training runs, device {device}, results in {store.root}"
@@ -340,12 +344,13 @@ def _main(argv: list[str] | None, sessions: list[RaySession]) -> int:
         if session is not None:
             run_on_ray(session, list(groups.values()), dataset, splits,
                        dataset_image_channels(dataset, cells[0]), store, str(device),
-                       config.force, on_record, on_failure)
+                       config.force, on_record, on_failure, retrain=retrain)
         else:
             for group in groups.values():
                 try:
                     run_group(group, dataset, splits, dataset_image_channels(dataset, cells[0]),
-                              store, device, not config.quiet, config.force, on_record)
+                              store, device, not config.quiet,
+                              config.force or group[0].training_hash in retrain, on_record)
                 except NonFiniteLossError as error:
                     on_failure(group, str(error))
     except KeyboardInterrupt:

@@ -110,3 +110,23 @@ def test_the_published_recipes_learn_the_matching_network_scale():
         assert same.config_hash == cell.config_hash
     quick = plan_cells(RunConfig(methods=("matchnet",), shots=(1,)), "cpu")[0]
     assert quick.recipe.options == {}
+
+
+def test_a_record_made_under_other_method_defaults_is_stale_not_done():
+    from benchmarks.plan import check_records
+
+    cell = plan_cells(RunConfig(methods=("matchnet",), shots=(1,)), "cpu")[0]
+    current = {"config_hash": cell.config_hash, "method_options": {
+        "temperature": 10.0, "learn_temperature": False, "similarity": "cosine", "fce": False,
+        "fce_steps": 5}}
+    assert check_records([cell], [current]).done == {cell.config_hash}
+    older = {"config_hash": cell.config_hash, "method_options": {"temperature": 10.0, "fce": False}}
+    assert check_records([cell], [older]).done == {cell.config_hash}  # options added since: fine
+    changed = {"config_hash": cell.config_hash, "method_options": {"temperature": 5.0}}
+    check = check_records([cell], [current, changed])  # the latest record counts
+    assert check.done == set()
+    assert "recorded with matchnet options temperature=5.0; they now resolve to temperature=10.0" in (
+        check.stale[cell.config_hash]
+    )
+    gone = {"config_hash": cell.config_hash, "method_options": {"metric": "l2"}}
+    assert "metric=(no such option)" in check_records([cell], [gone]).stale[cell.config_hash]

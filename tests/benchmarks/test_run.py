@@ -230,3 +230,21 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_cells(run, tmp_path, capsys):
     assert "interrupted: the 1 cell(s) finished in this run are recorded" in capsys.readouterr().err
     assert [r["method"] for r in _records(tmp_path)] == ["protonet"]
     assert (tmp_path / "out" / "omniglot" / "vinyals-quick.md").exists()
+
+
+def test_a_record_whose_method_defaults_changed_is_run_again_without_its_checkpoint(run, tmp_path, capsys):
+    flags = ("--methods", "matchnet", "--ways", "5", "--shots", "1", "--train-episodes", "2",
+             "--test-episodes", "3")
+    assert run(*flags) == 0
+    records = tmp_path / "out" / "omniglot" / "records.jsonl"
+    first = json.loads(records.read_text())
+    # pretend the record was made when matchnet's default temperature was 5
+    records.write_text(json.dumps({**first, "method_options": {**first["method_options"], "temperature": 5.0}}) + "\n")
+    capsys.readouterr()
+    assert run(*flags) == 0
+    assert "temperature=5.0; they now resolve to temperature=10.0" in capsys.readouterr().err
+    again = [json.loads(line) for line in records.read_text().splitlines()]
+    assert len(again) == 2 and again[1]["config_hash"] == first["config_hash"]
+    assert again[1]["train_reused_checkpoint"] is False
+    assert run(*flags) == 0  # now current: skipped
+    assert len(records.read_text().splitlines()) == 2
