@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -23,7 +25,22 @@ def load_records(out: Path) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows)
+    frame["method_options"] = [
+        _with_current_defaults(method, options)
+        for method, options in zip(frame["method"], frame["method_options"])
+    ]
     return frame.drop_duplicates("config_hash", keep="last").reset_index(drop=True)
+
+
+def _with_current_defaults(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A record's method options, completed with today's defaults of options added since it was
+    made (an added option's default keeps the old behaviour), so that old and new records of
+    one variant share a row."""
+    try:
+        defaults = method_class(method).Options().as_dict()
+    except KeyError:  # a method recorded elsewhere and not registered here
+        return options
+    return {**json.loads(json.dumps(defaults)), **(options or {})}
 
 
 def _method_label(group: pd.DataFrame) -> str:

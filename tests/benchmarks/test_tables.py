@@ -197,3 +197,24 @@ def test_plots_regenerate_byte_for_byte(tmp_path):
     first = [p.read_bytes() for p in write_plots(frame, tmp_path / "a")]
     second = [p.read_bytes() for p in write_plots(frame, tmp_path / "b")]
     assert len(first) == 3 and first == second
+
+
+def test_records_made_before_an_option_existed_share_the_row_of_its_default(tmp_path):
+    import json
+
+    from benchmarks.tables import load_records
+
+    store = tmp_path / "omniglot"
+    store.mkdir()
+    options_now = {"temperature": 10.0, "learn_temperature": False, "similarity": "cosine",
+                   "fce": False, "fce_steps": 5}
+    options_then = {"temperature": 10.0, "fce": False, "fce_steps": 5}  # before two were added
+    lines = [
+        json.dumps({**_record("matchnet", "5-way 1-shot", a, 0.01, seed=s), "config_hash": str(s),
+                    "method_options": options})
+        for s, (a, options) in enumerate([(0.90, options_then), (0.92, options_now)])
+    ]
+    (store / "records.jsonl").write_text("\n".join(lines) + "\n")
+    table = comparison_table(load_records(tmp_path))
+    assert list(table["method"]) == ["matchnet"]
+    assert table.loc[0, "5-way 1-shot"].endswith("(2 seeds)")
