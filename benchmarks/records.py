@@ -53,10 +53,6 @@ class RecordStore:
                 )
         return out
 
-    def done(self) -> set[str]:
-        """Config hashes that have a record."""
-        return {r["config_hash"] for r in self.records()}
-
     def append(self, record: dict[str, Any], accuracies: np.ndarray) -> None:
         """Store the per-episode accuracies, then append ``record`` as one line."""
         self.episodes_dir.mkdir(parents=True, exist_ok=True)

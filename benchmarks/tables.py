@@ -32,15 +32,20 @@ def load_records(out: Path) -> pd.DataFrame:
     return frame.drop_duplicates("config_hash", keep="last").reset_index(drop=True)
 
 
+def _defaults(method: str) -> dict[str, Any]:
+    """The method's default options as a record stores them (JSON types); none for a method
+    recorded elsewhere and not registered here."""
+    try:
+        return json.loads(json.dumps(method_class(method).Options().as_dict()))
+    except KeyError:
+        return {}
+
+
 def _with_current_defaults(method: str, options: dict[str, Any]) -> dict[str, Any]:
     """A record's method options, completed with today's defaults of options added since it was
     made (an added option's default keeps the old behaviour), so that old and new records of
     one variant share a row."""
-    try:
-        defaults = method_class(method).Options().as_dict()
-    except KeyError:  # a method recorded elsewhere and not registered here
-        return options
-    return {**json.loads(json.dumps(defaults)), **(options or {})}
+    return {**_defaults(method), **(options or {})}
 
 
 def _method_label(group: pd.DataFrame) -> str:
@@ -51,12 +56,14 @@ def _method_label(group: pd.DataFrame) -> str:
     name = method
     if isinstance(precision, str) and precision != "fp32":
         name += f" [{precision}]"
-    try:
-        defaults = method_class(method).Options().as_dict()
-    except KeyError:  # a method recorded elsewhere and not registered here
-        defaults = {}
+    defaults = _defaults(method)
     detail = ", ".join(f"{k}={v}" for k, v in options.items() if defaults.get(k) != v)
     return name + (f" ({detail})" if detail else "")
+
+
+def _method_labels(records: pd.DataFrame) -> pd.Series:
+    """Each record's method label (see :func:`_method_label`), aligned with ``records``."""
+    return records.apply(lambda r: _method_label(records.loc[[r.name]]), axis=1)
 
 
 def device_kind(records: pd.DataFrame) -> pd.Series:
@@ -154,7 +161,7 @@ def write_tables(out: Path) -> list[Path]:
         written.append(stem.with_suffix(".md"))
         store = RecordStore(Path(out) / dataset)
         accuracies = {r.config_hash: store.accuracies(r._asdict()) for r in group.itertuples()}
-        labels = group.apply(lambda r: _method_label(group.loc[[r.name]]), axis=1)
+        labels = _method_labels(group)
         intro = first_line(group)
         _write_table(
             stem.with_name(f"{stem.name}-paired"), paired_table(group, accuracies, labels),
@@ -199,8 +206,8 @@ def published_table(records: pd.DataFrame) -> pd.DataFrame:
     """Ours vs published per cell with a published value: difference, and whether the published
     value lies inside our 95% CI."""
     rows = []
-    labels = records.apply(lambda r: _method_label(records.loc[[r.name]]), axis=1)
-    ordered = records.assign(label=labels).sort_values(["label", "n_way", "k_shot", "seed"])
+    ordered = records.assign(label=_method_labels(records))
+    ordered = ordered.sort_values(["label", "n_way", "k_shot", "seed"])
     for r in ordered.itertuples():
         key = (r.method, r.dataset, r.split, int(r.n_way), int(r.k_shot))
         if key not in PUBLISHED:
