@@ -15,11 +15,13 @@ without another pass over the pixels.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,15 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
-from .paths import resolve_cache_dir
+from .paths import (
+    DamagedCacheWarning,
+    DatasetFormatError,
+    atomic_write,
+    move_aside,
+    require_writable_dir,
+    resolve_cache_dir,
+    write_failure,
+)
 from .store import FewShotSplit
 
 _FORMAT = 1
@@ -178,7 +188,49 @@ def is_converted(directory: Path) -> bool:
 
 
 def open_converted(directory: Path) -> ConvertedDataset:
-    """Map a finished conversion into memory (no pixels are read here)."""
+    """Map a finished conversion into memory (no pixels are read here).
+
+    Raises:
+        DatasetFormatError: the conversion is damaged (unreadable ``meta.json``, a missing,
+            truncated or wrongly shaped ``.npy``); the message names it.
+    """
+    try:
+        return _open_converted(directory)
+    except PermissionError:  # not damage: the cache cannot be read by this user
+        raise
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as error:
+        raise DatasetFormatError(
+            f"converted cache {directory} is damaged ({type(error).__name__}: {error}). "
+            f"Fix: delete {directory} so that the dataset is converted again."
+        ) from error
+
+
+def open_cached(directory: Path) -> ConvertedDataset | None:
+    """The conversion in ``directory``, or ``None`` when it must be converted (again).
+
+    A damaged conversion (see :func:`open_converted`; also a folder without ``meta.json``) is
+    moved aside to ``<directory>.damaged``, replacing an older one, with a
+    :class:`DamagedCacheWarning`, so that the caller converts again; only then must the cache
+    folder be writable. Every loader opens its cache through this, so recovery lives here.
+    """
+    if not directory.exists():
+        return None
+    try:
+        return open_converted(directory)
+    except DatasetFormatError as error:
+        cause = error.__cause__
+        require_writable_dir(directory.parent)
+        aside = move_aside(directory)
+        warnings.warn(
+            f"converted cache {directory} cannot be read ({type(cause).__name__}: {cause}); it "
+            f"was moved aside to {aside} and the dataset will be converted again.",
+            DamagedCacheWarning,
+            stacklevel=2,
+        )
+        return None
+
+
+def _open_converted(directory: Path) -> ConvertedDataset:
     meta = json.loads((directory / "meta.json").read_text())
     image_format = ImageFormat(meta["image_size"], meta["channels"])
     parts = {}
@@ -187,10 +239,10 @@ def open_converted(directory: Path) -> ConvertedDataset:
         array = np.load(directory / f"{part}.npy", mmap_mode="c")
         sizes = torch.tensor(info["class_size"], dtype=torch.int64)
         expected = (int(sizes.sum()), image_format.channels, image_format.size, image_format.size)
-        if tuple(array.shape) != expected:
+        if tuple(array.shape) != expected or array.dtype != np.uint8:
             raise ValueError(
-                f"cached images {directory / f'{part}.npy'} have shape {tuple(array.shape)}, "
-                f"expected {expected}; delete {directory} to convert again"
+                f"cached images {directory / f'{part}.npy'} are {array.dtype} of shape "
+                f"{tuple(array.shape)}, expected uint8 of shape {expected}"
             )
         parts[part] = ConvertedPart(
             images=torch.from_numpy(array),
@@ -226,8 +278,12 @@ def convert(
     Args:
         parts: ``(part name, make_reader)`` in order.
         source: where the images are read from, for records and messages.
+
+    Raises:
+        PermissionError: the cache folder is not writable (checked before any image is read).
+        WriteFailedError: writing the cache failed (a full disk, say); nothing is left behind.
     """
-    directory.parent.mkdir(parents=True, exist_ok=True)
+    require_writable_dir(directory.parent)
     partial = Path(tempfile.mkdtemp(dir=directory.parent, prefix=directory.name + ".part-"))
     try:
         digest = hashlib.sha256()
@@ -248,7 +304,7 @@ def convert(
             meta["parts"][part] = info
             _hash_part(digest, partial / f"{part}.npy", part, info["class_names"])
         meta["fingerprint"] = digest.hexdigest()
-        (partial / "meta.json").write_text(json.dumps(meta))
+        atomic_write(partial / "meta.json", lambda stream: stream.write(json.dumps(meta).encode()))
         try:
             os.replace(partial, directory)
         except OSError:
@@ -305,6 +361,7 @@ def _write_part(
 
     c, s = image_format.channels, image_format.size
     array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(labels), c, s, s))
+    _reserve(path)
     pixel_sum = np.zeros((n_classes, c), dtype=np.int64)
     square_sum = np.zeros((n_classes, c), dtype=np.int64)
     bar = tqdm(
@@ -323,7 +380,10 @@ def _write_part(
             reader.release(i)
         bar.update()
     bar.close()
-    array.flush()
+    try:
+        array.flush()
+    except OSError as error:
+        raise write_failure(path, error) from error
     del array
     return {
         "class_names": list(reader.class_names),
@@ -331,6 +391,24 @@ def _write_part(
         "pixel_sum": pixel_sum.tolist(),
         "pixel_square_sum": square_sum.tolist(),
     }
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the disk blocks of the (sparse) file ``path`` now, so that a full disk is an
+    error here rather than a crash (SIGBUS) when a memory-mapped page is written later.
+
+    Raises:
+        WriteFailedError: the disk has not enough free space.
+    """
+    if not hasattr(os, "posix_fallocate"):  # not on macOS or Windows: writes fail later
+        return
+    with open(path, "r+b") as stream:
+        try:
+            os.posix_fallocate(stream.fileno(), 0, os.fstat(stream.fileno()).st_size)
+        except OSError as error:
+            if error.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                return  # the file system cannot reserve; writes fail later as before
+            raise write_failure(path, error) from error
 
 
 def _hash_part(digest: Any, path: Path, part: str, class_names: list[str]) -> None:

@@ -36,8 +36,7 @@ from .converted import (
     PartSource,
     cache_directory,
     convert,
-    is_converted,
-    open_converted,
+    open_cached,
 )
 from .paths import DatasetFormatError, DatasetNotFoundError, resolve_data_root
 from .store import FewShotSplit
@@ -46,6 +45,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SETTINGS_FILE = "fewshot.toml"
 SPLITS = ("train", "val", "test")
 SCHEMES = {"random": SPLITS, "files": SPLITS}
+#: Folders that are never classes: macOS archive metadata (hidden names are skipped as well).
+IGNORED_FOLDERS = frozenset({"__MACOSX"})
+_ROOT_HOLDS = "one sub-folder of images per class, DIR/<class_name>/*.jpg|jpeg|png"
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,9 @@ def read_settings(root: Path) -> FolderSettings:
 def list_classes(root: Path) -> dict[str, list[Path]]:
     """Class folder name -> its image files, both sorted by name; folders without images skipped.
 
+    macOS metadata is skipped too: ``__MACOSX`` folders and hidden folders and files (names
+    starting with ``.``, such as the ``._cat1.png`` AppleDouble files).
+
     Raises:
         DatasetNotFoundError: ``root`` is missing or holds no class folder with images.
     """
@@ -122,9 +127,11 @@ def list_classes(root: Path) -> dict[str, list[Path]]:
             "DIR/<class_name>/*.jpg|jpeg|png."
         )
     classes = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not _is_metadata(p)):
         images = sorted(
-            p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            p
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not _is_metadata(p)
         )
         if images:
             classes[folder.name] = images
@@ -144,7 +151,7 @@ def load_folder(
 ) -> FolderDataset:
     """Read the class folders under ``root`` (default ``$FEWSHOT_DATA_ROOT``, else ``./data``),
     from the cache when they were converted before with the same files and settings."""
-    folder = resolve_data_root(root)
+    folder = resolve_data_root(root, holds=_ROOT_HOLDS)
     classes = list_classes(folder)
     settings = read_settings(folder)
     image_format = ImageFormat(settings.image_size, settings.channels)
@@ -154,9 +161,8 @@ def load_folder(
             stat = image.stat()
             entries.append(f"{name}/{image.name}:{stat.st_size}:{stat.st_mtime_ns}")
     directory = cache_directory("folder", "\n".join(entries), image_format, cache_dir)
-    if is_converted(directory):
-        data = open_converted(directory)
-    else:
+    data = open_cached(directory)
+    if data is None:
         names = list(classes)
         files = [(label, path) for label, name in enumerate(names) for path in classes[name]]
 
@@ -266,10 +272,18 @@ def read_split_files(root: Path, classes: set[str]) -> dict[str, tuple[str, ...]
     return result
 
 
+def _is_metadata(path: Path) -> bool:
+    """Whether ``path`` is operating-system metadata rather than a class or an image."""
+    return path.name.startswith(".") or path.name in IGNORED_FOLDERS
+
+
 def _open_image(path: Path) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
             return image.copy() if image.mode in ("RGB", "L") else image.convert("RGB")
-    except (OSError, UnidentifiedImageError) as error:
-        raise DatasetFormatError(f"folder dataset: cannot decode image {path}: {error}") from error
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        raise DatasetFormatError(
+            f"folder dataset: cannot decode image {path} ({type(error).__name__}: {error}). "
+            "Fix: replace or remove that file."
+        ) from error

@@ -46,10 +46,15 @@ from .converted import (
     PartSource,
     cache_directory,
     convert,
-    is_converted,
-    open_converted,
+    open_cached,
 )
-from .paths import DatasetFormatError, DatasetNotFoundError, resolve_cache_dir, resolve_data_root
+from .paths import (
+    DatasetFormatError,
+    DatasetNotFoundError,
+    require_writable_dir,
+    resolve_cache_dir,
+    resolve_data_root,
+)
 from .store import FewShotSplit
 
 LEARN2LEARN_VERSION = "0.2.0"
@@ -317,11 +322,12 @@ def load_learn2learn_set(
     base, layout = found
     image_format = ImageFormat(spec.image_size, 3)
     directory = cache_directory(spec.name, source_key(base, layout), image_format, cache_dir)
-    if is_converted(directory):
-        return open_converted(directory)
+    cached = open_cached(directory)
+    if cached is not None:
+        return cached
     l2l = import_learn2learn(spec.title)
     scratch_parent = resolve_cache_dir(cache_dir)
-    scratch_parent.mkdir(parents=True, exist_ok=True)
+    require_writable_dir(scratch_parent)  # before staging and converting, not after
     scratch = Path(tempfile.mkdtemp(dir=scratch_parent, prefix=f".{spec.name}-scratch-"))
     try:
         l2l_root = spec.stage(base, scratch) if spec.stage is not None else base

@@ -16,7 +16,9 @@ import io
 import os
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,16 @@ from PIL import Image
 from torch import Tensor
 
 from .omniglot_splits import check_split, in_split, rotations_of
-from .paths import DatasetNotFoundError, atomic_write, resolve_cache_dir, resolve_data_root
+from .paths import (
+    DamagedCacheWarning,
+    DatasetFormatError,
+    DatasetNotFoundError,
+    atomic_write,
+    move_aside,
+    require_writable_dir,
+    resolve_cache_dir,
+    resolve_data_root,
+)
 from .store import FewShotSplit
 
 SUBSETS = ("images_background", "images_evaluation")
@@ -40,6 +51,12 @@ OFFICIAL_MD5 = {
 #: the official archives, for re-packed copies of them and for their extracted folders.
 OFFICIAL_FINGERPRINT = "cfb259a0ca90fb2075351dfe623a4f896b599e8cc1de2b247fbc8e97eaef6d3c"
 _CACHE_FORMAT = 1
+#: Where each drawing lies, relative to the archive root or the folder holding the subsets.
+LAYOUT = "{subset}/<Alphabet>/characterNN/XXXX_YY.png"
+_ROOT_HOLDS = (
+    "omniglot/images_background.zip and omniglot/images_evaluation.zip (or their extracted "
+    "folders)"
+)
 
 
 @dataclass(frozen=True)
@@ -88,24 +105,34 @@ def load_omniglot(
         progress: show a progress bar while decoding.
 
     Raises:
-        DatasetNotFoundError: the data is missing and could not be downloaded.
+        DatasetNotFoundError: the data is missing and could not be downloaded, or ``root`` is a
+            file.
+        DatasetFormatError: an archive, a member or an image cannot be read, or the drawings are
+            not in the official layout.
+        PermissionError: the images must be decoded but the cache folder is not writable.
+        WriteFailedError: writing the cache failed (a full disk, say).
+
+    Warns:
+        DamagedCacheWarning: the cache file could not be read; it is moved aside and rebuilt.
     """
     if image_size < 1:
         raise ValueError(f"image_size must be positive, got {image_size}")
-    data_root = resolve_data_root(root)
+    data_root = resolve_data_root(root, holds=_ROOT_HOLDS)
     sources = find_sources(data_root)
     if len(sources) < len(SUBSETS):
         if not download:
             raise _not_found(data_root, sources, "download=False")
         _download_missing(data_root, sources)
         sources = find_sources(data_root)
+    for subset, source in sources.items():
+        _drawing_names(subset, source)  # fails early, naming the file, on damage or bad layout
     listing = _listing_key(sources, image_size)
     cache_file = resolve_cache_dir(cache_dir) / f"omniglot-{image_size}px-{listing[:20]}.pt"
-    if cache_file.is_file():
-        cached = torch.load(cache_file, weights_only=True)
-        return _from_payload(cached, source=", ".join(str(p) for p in sources.values()))
-    payload = _decode(sources, image_size, progress)
-    atomic_write(cache_file, lambda stream: torch.save(payload, stream))
+    payload = _read_cache(cache_file, image_size)
+    if payload is None:
+        require_writable_dir(cache_file.parent)  # before the decode, not after it
+        payload = _decode(sources, image_size, progress)
+        atomic_write(cache_file, lambda stream: torch.save(payload, stream))
     return _from_payload(payload, source=", ".join(str(p) for p in sources.values()))
 
 
@@ -141,14 +168,14 @@ def find_sources(root: Path) -> dict[str, Path]:
     """The folder or archive found for each official subset under ``root`` (missing ones absent).
 
     Looks in ``root/omniglot/`` and then in ``root/``; an extracted folder wins over an archive.
+    A ``.zip`` file counts even when it is damaged, so that reading it says so (rather than
+    reporting the subset missing).
     """
     found: dict[str, Path] = {}
     for subset in SUBSETS:
         for base in (root / "omniglot", root):
             for candidate in (base / subset, base / f"{subset}.zip"):
-                if subset not in found and (
-                    candidate.is_dir() or (candidate.is_file() and zipfile.is_zipfile(candidate))
-                ):
+                if subset not in found and (candidate.is_dir() or candidate.is_file()):
                     found[subset] = candidate
     return found
 
@@ -193,18 +220,100 @@ def _download_missing(root: Path, sources: dict[str, Path]) -> None:
 # --- reading and decoding -----------------------------------------------------------------------
 
 
-def _members(subset: str, source: Path) -> Iterator[tuple[str, bytes]]:
-    """``(relative path, PNG bytes)`` of every drawing of ``subset``, sorted by path."""
+def _open_zip(source: Path) -> zipfile.ZipFile:
+    """``source`` opened as a zip archive.
+
+    Raises:
+        DatasetFormatError: it is not a readable zip archive.
+    """
+    try:
+        return zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, EOFError) as error:
+        raise DatasetFormatError(
+            f"Omniglot archive {source} is not a readable zip archive ({error}); it may be a "
+            f"truncated or damaged download. Fix: {_fix(source)}."
+        ) from error
+
+
+def _fix(source: Path) -> str:
+    """How to repair a damaged or mis-laid-out ``source`` (an archive or a folder)."""
+    official = source.name if source.suffix == ".zip" else f"{source.name}.zip"
     if source.is_dir():
-        for path in sorted(source.glob("*/*/*.png")):
-            yield f"{subset}/{path.relative_to(source).as_posix()}", path.read_bytes()
-        return
-    with zipfile.ZipFile(source) as archive:
-        names = sorted(
-            n for n in archive.namelist() if n.startswith(f"{subset}/") and n.endswith(".png")
+        return (
+            f"extract the official {official} again so that its drawings lie in {source}, or "
+            "delete the folder so that the archive is downloaded again"
         )
+    return f"replace it with the official {official}, or delete it so that it is downloaded again"
+
+
+def _is_hidden(relative: str) -> bool:
+    """Whether a path has a part starting with ``.`` (macOS ``._`` files and the like)."""
+    return any(part.startswith(".") for part in relative.split("/"))
+
+
+def _drawing_names(subset: str, source: Path) -> list[str]:
+    """``subset/<Alphabet>/characterNN/XXXX_YY.png`` of every drawing in ``source``, in reading
+    order; hidden files (such as macOS ``._`` files) are skipped.
+
+    Raises:
+        DatasetFormatError: the archive is unreadable, holds no drawings, or holds a drawing at
+            another depth.
+    """
+    layout = LAYOUT.format(subset=subset)
+    if source.is_dir():
+        paths = sorted(source.glob("*/*/*.png"))  # path order, as always: it sets the fingerprint
+        found = [f"{subset}/{p.relative_to(source).as_posix()}" for p in paths]
+        stray = [] if found else [p.relative_to(source).as_posix() for p in source.rglob("*.png")]
+    else:
+        with _open_zip(source) as archive:
+            members = [n for n in archive.namelist() if n.endswith(".png")]
+        found = sorted(n for n in members if n.startswith(f"{subset}/"))
+        stray = [] if found else members
+    names = [n for n in found if not _is_hidden(n)]
+    misplaced = [n for n in names if len(n.split("/")) != 4 or "" in n.split("/")]
+    if misplaced:  # only an archive can hold them: a folder is listed at the right depth
+        raise DatasetFormatError(
+            f"Omniglot archive {source}: member {misplaced[0]} is not in the official layout "
+            f"{layout} (one folder per alphabet, in it one folder per character). "
+            f"Fix: {_fix(source)}."
+        )
+    if not names:
+        example = f" (found {stray[0]} instead)" if stray else ""
+        raise DatasetFormatError(
+            f"Omniglot {'folder' if source.is_dir() else 'archive'} {source} holds no PNG "
+            f"drawings in the official layout {layout}{example}. Fix: {_fix(source)}."
+        )
+    return names
+
+
+def _members(subset: str, source: Path) -> Iterator[tuple[str, bytes]]:
+    """``(relative path, PNG bytes)`` of every drawing of ``subset``, sorted by path.
+
+    Raises:
+        DatasetFormatError: see :func:`_drawing_names`; also a member whose data is damaged.
+    """
+    names = _drawing_names(subset, source)
+    if source.is_dir():
         for name in names:
-            yield name, archive.read(name)
+            yield name, (source / name.split("/", 1)[1]).read_bytes()
+        return
+    with _open_zip(source) as archive:
+        for name in names:
+            try:
+                blob = archive.read(name)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+                raise DatasetFormatError(
+                    f"Omniglot archive {source} is damaged: member {name} cannot be read "
+                    f"({error}). Fix: {_fix(source)}."
+                ) from error
+            yield name, blob
+
+
+def _where(subset: str, source: Path, name: str) -> str:
+    """Where drawing ``name`` lives, for messages: a member of an archive or a file."""
+    if source.is_dir():
+        return f"file {source / name.split('/', 1)[1]}"
+    return f"member {name} of archive {source}"
 
 
 def _listing_key(sources: dict[str, Path], image_size: int) -> str:
@@ -218,7 +327,7 @@ def _listing_key(sources: dict[str, Path], image_size: int) -> str:
                 for p in source.glob("*/*/*.png")
             )
         else:
-            with zipfile.ZipFile(source) as archive:
+            with _open_zip(source) as archive:
                 entries = sorted(
                     (i.filename, i.CRC) for i in archive.infolist() if i.filename.endswith(".png")
                 )
@@ -227,14 +336,7 @@ def _listing_key(sources: dict[str, Path], image_size: int) -> str:
 
 
 def _count_members(sources: dict[str, Path]) -> int:
-    total = 0
-    for source in sources.values():
-        if source.is_dir():
-            total += sum(1 for _ in source.glob("*/*/*.png"))
-        else:
-            with zipfile.ZipFile(source) as archive:
-                total += sum(1 for n in archive.namelist() if n.endswith(".png"))
-    return total
+    return sum(len(_drawing_names(subset, source)) for subset, source in sources.items())
 
 
 def _decode(sources: dict[str, Path], image_size: int, progress: bool) -> dict:
@@ -259,19 +361,18 @@ def _decode(sources: dict[str, Path], image_size: int, progress: bool) -> dict:
                 characters.append(key)
                 subsets.append(subset)
                 sizes.append(0)
-            with Image.open(io.BytesIO(blob)) as image:
-                binary = image.convert("1")
-                fingerprint.update(name.encode() + b"\0" + binary.tobytes())
-                small = binary.convert("L").resize((image_size, image_size), Image.LANCZOS)
-            images.append(255 - np.asarray(small, dtype=np.uint8))
+            try:
+                binary, small = _decode_drawing(blob, image_size)
+            except (OSError, SyntaxError, Image.DecompressionBombError) as error:
+                raise DatasetFormatError(  # UnidentifiedImageError is an OSError
+                    f"Omniglot: cannot decode {_where(subset, sources[subset], name)} as an "
+                    f"image ({type(error).__name__}: {error}). Fix: {_fix(sources[subset])}."
+                ) from error
+            fingerprint.update(name.encode() + b"\0" + binary)
+            images.append(small)
             sizes[-1] += 1
             bar.update()
     bar.close()
-    if not images:
-        raise DatasetNotFoundError(
-            f"no PNG drawings found in {', '.join(str(p) for p in sources.values())}; expected "
-            "the official layout images_background/<Alphabet>/characterNN/XXXX_YY.png"
-        )
     size_tensor = torch.tensor(sizes, dtype=torch.int64)
     return {
         "images": torch.from_numpy(np.stack(images)).unsqueeze(1),
@@ -281,6 +382,67 @@ def _decode(sources: dict[str, Path], image_size: int, progress: bool) -> dict:
         "character_start": torch.cumsum(size_tensor, 0) - size_tensor,
         "fingerprint": fingerprint.hexdigest(),
     }
+
+
+def _decode_drawing(blob: bytes, image_size: int) -> tuple[bytes, np.ndarray]:
+    """A PNG drawing as (its 1-bit pixels, for the fingerprint; uint8 ``[S, S]`` with ink 255)."""
+    with Image.open(io.BytesIO(blob)) as image:
+        binary = image.convert("1")
+        small = binary.convert("L").resize((image_size, image_size), Image.LANCZOS)
+    return binary.tobytes(), 255 - np.asarray(small, dtype=np.uint8)
+
+
+# --- the cache ----------------------------------------------------------------------------------
+
+
+def _read_cache(cache_file: Path, image_size: int) -> dict | None:
+    """The payload stored in ``cache_file``, or ``None`` when there is none.
+
+    A cache that cannot be read (truncated, overwritten, another format) is moved aside to
+    ``<name>.damaged`` with a :class:`DamagedCacheWarning` and ``None`` is returned, so that it is
+    rebuilt. Only then must the cache folder be writable.
+    """
+    if not cache_file.is_file():
+        return None
+    try:
+        payload = torch.load(cache_file, weights_only=True)
+        _check_payload(payload, image_size)
+        return payload
+    except PermissionError:
+        raise
+    except Exception as error:  # any other failure to read it means the file is unusable
+        require_writable_dir(cache_file.parent)
+        aside = move_aside(cache_file)
+        warnings.warn(
+            f"Omniglot cache {cache_file} cannot be read ({_first_sentence(error)}); it was moved "
+            f"aside to {aside} and will be rebuilt by decoding the images again.",
+            DamagedCacheWarning,
+            stacklevel=3,
+        )
+        return None
+
+
+def _first_sentence(error: BaseException) -> str:
+    """``"Type: first sentence of the message"`` (torch's messages run over many lines)."""
+    lines = str(error).strip().splitlines()
+    sentence = lines[0].split(". ")[0].rstrip(".")[:200] if lines else "no message"
+    return f"{type(error).__name__}: {sentence}"
+
+
+def _check_payload(payload: object, image_size: int) -> None:
+    """Raise ``ValueError`` unless ``payload`` is a decoded Omniglot of ``image_size`` pixels."""
+    keys = ("images", "characters", "subsets", "character_size", "character_start", "fingerprint")
+    if not isinstance(payload, dict) or any(key not in payload for key in keys):
+        raise ValueError(f"not a dict with the keys {', '.join(keys)}")
+    images, sizes = payload["images"], payload["character_size"]
+    if not isinstance(images, Tensor) or images.dtype != torch.uint8:
+        raise ValueError("images are not a uint8 tensor")
+    if images.dim() != 4 or tuple(images.shape[1:]) != (1, image_size, image_size):
+        raise ValueError(f"images have shape {tuple(images.shape)}, expected [N, 1, S, S]")
+    if not isinstance(sizes, Tensor) or int(sizes.sum()) != len(images):
+        raise ValueError("character sizes do not add up to the number of images")
+    if not len(payload["characters"]) == len(payload["subsets"]) == len(sizes):
+        raise ValueError("characters, subsets and character sizes differ in length")
 
 
 def _from_payload(payload: dict, source: str) -> OmniglotImages:

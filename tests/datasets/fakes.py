@@ -8,11 +8,18 @@ preset train (20-way episodes, 1 shot + 5 queries) and test 2-way 1-shot 1-query
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
+import os
 import pickle
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 #: Runner arguments for a seconds-long end-to-end run on a fake dataset.
@@ -191,3 +198,31 @@ def write_class_folder(
         written[name] = images
     (root / "empty_folder").mkdir()
     return written
+
+
+@contextlib.contextmanager
+def read_only(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Make ``folder`` unwritable for the duration: by its mode, and where the mode does not bind
+    (tests run as root), by refusing the creation of temporary files inside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mode = folder.stat().st_mode
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):  # root: the mode is not enforced
+        for name in ("mkstemp", "mkdtemp"):
+            monkeypatch.setattr(tempfile, name, _refusing(getattr(tempfile, name), folder))
+    try:
+        yield
+    finally:
+        folder.chmod(mode)
+
+
+def _refusing(create: Callable[..., Any], folder: Path) -> Callable[..., Any]:
+    """``create`` (``tempfile.mkstemp`` or ``mkdtemp``), failing with EACCES inside ``folder``."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        target = kwargs.get("dir")
+        if target is not None and Path(target).resolve().is_relative_to(folder.resolve()):
+            raise PermissionError(errno.EACCES, "Permission denied", str(target))
+        return create(*args, **kwargs)
+
+    return refuse

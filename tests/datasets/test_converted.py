@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -12,9 +15,12 @@ from datasets.converted import (
     PartSource,
     cache_directory,
     convert,
+    open_cached,
     open_converted,
     to_array,
 )
+from datasets.paths import DamagedCacheWarning, DatasetFormatError, WriteFailedError
+from tests.datasets.fakes import read_only
 
 
 def random_images(count: int, side: int, seed: int) -> np.ndarray:
@@ -134,3 +140,99 @@ def test_cache_directory_depends_on_sources_and_format(tmp_path):
     assert a != cache_directory("toy", "files v2", ImageFormat(84), tmp_path)
     assert a != cache_directory("toy", "files v1", ImageFormat(32), tmp_path)
     assert a.parent == tmp_path and a.name.startswith("toy-84px-")
+
+
+# --- damaged caches, unwritable or full disks, Ctrl-C --------------------------------------------
+
+
+def _convert_toy(directory, read=None):
+    images = random_images(4, 4, seed=5)
+    source = PartSource(["a", "b"], [0, 0, 1, 1], read or images.__getitem__)
+    return convert(directory, "toy", ImageFormat(4), [("train", lambda: source)], "x", False)
+
+
+def _damage(directory, how: str) -> None:
+    if how == "meta.json unreadable":
+        (directory / "meta.json").write_text('{"name": "toy", "parts": ')
+    elif how == "npy truncated":
+        blob = (directory / "train.npy").read_bytes()
+        (directory / "train.npy").write_bytes(blob[: len(blob) // 2])
+    elif how == "npy wrong shape":
+        np.save(directory / "train.npy", np.zeros((3, 3, 4, 4), dtype=np.uint8))
+    elif how == "npy missing":
+        (directory / "train.npy").unlink()
+    else:
+        (directory / "meta.json").unlink()
+
+
+DAMAGES = ["meta.json unreadable", "npy truncated", "npy wrong shape", "npy missing", "no meta"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_damaged_cache_is_moved_aside_with_a_warning_then_converted_again(tmp_path, how):
+    directory = tmp_path / "set"
+    first = _convert_toy(directory)
+    _damage(directory, how)
+    (tmp_path / "set.damaged").mkdir()
+    (tmp_path / "set.damaged" / "older").write_text("an older damaged copy")
+    with pytest.warns(DamagedCacheWarning) as warned:
+        assert open_cached(directory) is None
+    message = str(warned[0].message)
+    assert f"converted cache {directory} cannot be read" in message and "moved aside" in message
+    assert not directory.exists() and not (tmp_path / "set.damaged" / "older").exists()
+    again = _convert_toy(directory)
+    assert again.fingerprint == first.fingerprint
+    assert open_cached(directory).fingerprint == first.fingerprint
+
+
+def test_open_converted_names_a_damaged_cache(tmp_path):
+    directory = tmp_path / "set"
+    _convert_toy(directory)
+    _damage(directory, "npy truncated")
+    with pytest.raises(DatasetFormatError, match=rf"converted cache {directory} is damaged.*mmap"):
+        open_converted(directory)
+    assert open_cached(tmp_path / "never-converted") is None
+
+
+def test_unwritable_cache_dir_is_reported_before_any_image_is_read(tmp_path, monkeypatch):
+    def no_reading(index):
+        raise AssertionError("read an image although the cache could not be written")
+
+    with read_only(tmp_path / "cache", monkeypatch), pytest.raises(PermissionError) as caught:
+        _convert_toy(tmp_path / "cache" / "set", read=no_reading)
+    assert f"cache folder {tmp_path / 'cache'} is not writable" in str(caught.value)
+    assert "--cache-dir or $FEWSHOT_CACHE_DIR" in str(caught.value)
+
+
+def test_finished_cache_opens_from_a_read_only_cache_dir(tmp_path, monkeypatch):
+    first = _convert_toy(tmp_path / "cache" / "set")
+    with read_only(tmp_path / "cache", monkeypatch):
+        assert open_cached(tmp_path / "cache" / "set").fingerprint == first.fingerprint
+
+
+def test_full_disk_while_converting_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    def full_disk(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full_disk, raising=False)
+    with pytest.raises(WriteFailedError) as caught:
+        _convert_toy(tmp_path / "set")
+    message = str(caught.value)
+    assert f"could not write {tmp_path}/set.part-" in message and "train.npy" in message
+    assert "No space left on device" in message and "free on the disk holding" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_converting_leaves_nothing_a_later_run_would_trust(tmp_path):
+    images = random_images(4, 4, seed=5)
+
+    def interrupted(index):
+        if index == 2:
+            raise KeyboardInterrupt
+        return images[index]
+
+    with pytest.raises(KeyboardInterrupt):
+        _convert_toy(tmp_path / "set", read=interrupted)
+    assert list(tmp_path.iterdir()) == []
+    assert open_cached(tmp_path / "set") is None
+    assert _convert_toy(tmp_path / "set").parts["train"].images.shape == (4, 3, 4, 4)

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from benchmarks.run import main
+from datasets import folder as folder_module
 from datasets.folder import (
     FolderDataset,
     folder_split,
     load_folder,
     random_class_split,
 )
-from datasets.paths import DatasetFormatError, DatasetNotFoundError
-from tests.datasets.fakes import TINY_RUN, write_class_folder
+from datasets.paths import DamagedCacheWarning, DatasetFormatError, DatasetNotFoundError
+from tests.datasets.fakes import TINY_RUN, read_only, write_class_folder
 
 
 @pytest.fixture
@@ -128,3 +131,96 @@ def test_runner_runs_end_to_end_on_a_folder(tmp_path):
     assert code == 0
     record = json.loads((tmp_path / "out" / "folder" / "records.jsonl").read_text())
     assert record["dataset"] == "folder" and record["split"] == "random"
+
+
+# --- unusual or damaged input ---------------------------------------------------------------------
+
+
+def _add_macos_metadata(root) -> None:
+    """What unpacking a macOS zip leaves: ``__MACOSX/``, ``._`` AppleDouble files, hidden files."""
+    (root / "__MACOSX" / "species_00").mkdir(parents=True)
+    (root / "__MACOSX" / "species_00" / "._img000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (root / "species_00" / "._img000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (root / "species_01" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / ".hidden_class").mkdir()
+    (root / ".hidden_class" / "img000.png").write_bytes(
+        (root / "species_00" / "img000.png").read_bytes()
+    )
+
+
+def test_macos_metadata_is_skipped_and_the_cache_stays_the_same(folder, tmp_path, monkeypatch):
+    root, written = folder
+    first = _load(root, tmp_path)
+    _add_macos_metadata(root)
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted again: the metadata changed the cache key")
+
+    monkeypatch.setattr(folder_module, "convert", no_conversion)
+    again = _load(root, tmp_path)
+    assert again.data.directory == first.data.directory
+    assert again.data.parts["all"].class_names == tuple(sorted(written))
+
+
+def test_macos_metadata_is_skipped_on_the_first_conversion(tmp_path):
+    root = tmp_path / "images"
+    written = write_class_folder(root, classes=3, per_class=2)
+    _add_macos_metadata(root)
+    data = load_folder(root, cache_dir=tmp_path / "cache", progress=False)
+    assert data.data.parts["all"].class_names == tuple(sorted(written))
+    assert data.data.parts["all"].class_size.tolist() == [2, 2, 2]
+
+
+def test_decompression_bomb_is_a_format_error_naming_the_file(tmp_path, monkeypatch):
+    root = tmp_path / "images"
+    write_class_folder(root, classes=3, per_class=2)
+    # 20 x 20 images against a limit of 100 pixels: past twice the limit, as a 14000 x 14000
+    # image is against the default one
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(DatasetFormatError) as caught:
+        load_folder(root, cache_dir=tmp_path / "cache", progress=False)
+    message = str(caught.value)
+    assert f"cannot decode image {root / 'species_00' / 'img000.png'}" in message
+    assert "DecompressionBombError" in message
+
+
+def test_damaged_cache_is_moved_aside_and_converted_again(folder, tmp_path):
+    root, written = folder
+    first = _load(root, tmp_path)
+    npy = first.data.directory / "all.npy"
+    npy.write_bytes(npy.read_bytes()[:1000])
+    with pytest.warns(DamagedCacheWarning, match="moved aside"):
+        again = _load(root, tmp_path)
+    assert again.data.directory == first.data.directory
+    assert again.fingerprint == first.fingerprint
+    assert Path(f"{first.data.directory}.damaged").is_dir()
+
+
+def test_unwritable_cache_dir_is_reported_before_converting(folder, tmp_path, monkeypatch):
+    root, _ = folder
+
+    def no_decoding(path):
+        raise AssertionError(f"decoded {path} although the cache could not be written")
+
+    monkeypatch.setattr(folder_module, "_open_image", no_decoding)
+    with read_only(tmp_path / "cache", monkeypatch), pytest.raises(PermissionError) as caught:
+        _load(root, tmp_path)
+    assert f"cache folder {tmp_path / 'cache'} is not writable" in str(caught.value)
+    assert "choose another folder with --cache-dir or $FEWSHOT_CACHE_DIR" in str(caught.value)
+
+
+def test_converted_folder_loads_from_a_read_only_cache_dir(folder, tmp_path, monkeypatch):
+    root, written = folder
+    first = _load(root, tmp_path)
+    with read_only(tmp_path / "cache", monkeypatch):
+        assert _load(root, tmp_path).fingerprint == first.fingerprint
+
+
+def test_data_root_that_is_a_file_says_what_the_folder_must_hold(folder, tmp_path):
+    root, _ = folder
+    image = root / "species_00" / "img000.png"
+    with pytest.raises(DatasetNotFoundError) as caught:
+        _load(image, tmp_path)
+    message = str(caught.value)
+    assert f"data root {image} is a file, not a folder" in message
+    assert "one sub-folder of images per class" in message

@@ -15,7 +15,13 @@ from PIL import Image
 
 from datasets import omniglot as omniglot_module
 from datasets.omniglot import OFFICIAL_FINGERPRINT, load_omniglot, omniglot_split
-from datasets.paths import DatasetNotFoundError
+from datasets.paths import (
+    DamagedCacheWarning,
+    DatasetFormatError,
+    DatasetNotFoundError,
+    WriteFailedError,
+)
+from tests.datasets.fakes import read_only
 
 
 def _split_file(data_root: Path, split: str) -> set[str]:
@@ -213,3 +219,242 @@ def test_download_with_wrong_checksum_is_discarded(data_root, tmp_path, monkeypa
     with pytest.raises(DatasetNotFoundError, match="MD5"):
         load_omniglot(tmp_path / "root", cache_dir=tmp_path / "cache", progress=False)
     assert not list((tmp_path / "root" / "omniglot").iterdir())
+
+
+# --- damaged or unusual input: a synthetic dataset in the official layout ------------------------
+
+_LAYOUT = "images_background/<Alphabet>/characterNN/XXXX_YY.png"
+
+
+def _drawing(seed: int, side: int = 105) -> bytes:
+    """A 1-bit PNG of seeded noise, like an Omniglot drawing."""
+    pixels = np.random.default_rng(seed).random((side, side)) > 0.2
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _synthetic_members() -> dict[str, list[tuple[str, bytes]]]:
+    """Per subset, two characters of two drawings each, with official member names."""
+    return {
+        subset: [
+            (f"{subset}/Alpha_{s}/character0{c}/0{s}0{c}_0{d}.png", _drawing(100 * s + 10 * c + d))
+            for c in (1, 2)
+            for d in (1, 2)
+        ]
+        for s, subset in enumerate(omniglot_module.SUBSETS)
+    }
+
+
+def _write_synthetic(root: Path, as_zip: bool = True, **replace) -> Path:
+    """``root/omniglot/<subset>.zip`` (or extracted folders); ``replace`` maps a subset to the
+    ``(name, bytes)`` members to write instead. Returns ``root``."""
+    target = root / "omniglot"
+    target.mkdir(parents=True, exist_ok=True)
+    for subset, members in {**_synthetic_members(), **replace}.items():
+        if as_zip:
+            with zipfile.ZipFile(target / f"{subset}.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+                for name, blob in members:
+                    archive.writestr(name, blob)
+            continue
+        for name, blob in members:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_bytes(blob)
+    return root
+
+
+def _load(root: Path, cache: Path):
+    return load_omniglot(root, image_size=8, cache_dir=cache, download=False, progress=False)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes"])
+def test_unreadable_archive_is_named_not_reported_missing(tmp_path, damage):
+    root = _write_synthetic(tmp_path / "root")
+    archive = root / "omniglot" / "images_evaluation.zip"
+    blob = archive.read_bytes()
+    archive.write_bytes(blob[: len(blob) // 2] if damage == "truncated" else bytes(range(256)) * 4)
+    with pytest.raises(DatasetFormatError) as caught:
+        _load(root, tmp_path / "cache")
+    message = str(caught.value)
+    assert f"Omniglot archive {archive} is not a readable zip archive" in message
+    assert "truncated or damaged download" in message
+    assert "replace it with the official images_evaluation.zip, or delete it" in message
+
+
+def test_archive_without_drawings_names_the_expected_layout(tmp_path):
+    root = _write_synthetic(tmp_path / "root", images_background=[("readme.txt", b"empty")])
+    with pytest.raises(DatasetFormatError) as caught:
+        _load(root, tmp_path / "cache")
+    message = str(caught.value)
+    assert f"archive {root / 'omniglot' / 'images_background.zip'} holds no PNG drawings" in message
+    assert _LAYOUT in message
+
+
+@pytest.mark.parametrize(
+    "compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED], ids=["stored", "deflated"]
+)
+def test_member_with_damaged_data_is_named(tmp_path, compression):
+    root = _write_synthetic(tmp_path / "root")
+    archive = root / "omniglot" / "images_background.zip"
+    members = _synthetic_members()["images_background"]
+    with zipfile.ZipFile(archive, "w", compression) as rewritten:
+        for name, blob in members:
+            rewritten.writestr(name, blob)
+    with zipfile.ZipFile(archive) as readable:
+        info = readable.infolist()[1]
+    data = bytearray(archive.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    for offset in range(start + 10, start + 20):  # inside the member's data
+        data[offset] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    with pytest.raises(DatasetFormatError) as caught:
+        _load(root, tmp_path / "cache")
+    message = str(caught.value)
+    assert f"Omniglot archive {archive} is damaged: member {info.filename} cannot" in message
+    assert "Fix: replace it with the official images_background.zip" in message
+
+
+def test_member_one_folder_too_deep_is_named_with_the_layout(tmp_path):
+    deep = "images_background/extra/Alpha_0/character01/0001_01.png"
+    members = _synthetic_members()["images_background"] + [(deep, _drawing(7))]
+    root = _write_synthetic(tmp_path / "root", images_background=members)
+    with pytest.raises(DatasetFormatError) as caught:
+        _load(root, tmp_path / "cache")
+    message = str(caught.value)
+    assert f"member {deep} is not in the official layout {_LAYOUT}" in message
+
+
+def test_extracted_folder_one_level_too_deep_names_the_layout(tmp_path):
+    members = [
+        (name.replace("images_background/", "images_background/extra/"), blob)
+        for name, blob in _synthetic_members()["images_background"]
+    ]
+    root = _write_synthetic(tmp_path / "root", as_zip=False, images_background=members)
+    with pytest.raises(DatasetFormatError) as caught:
+        _load(root, tmp_path / "cache")
+    message = str(caught.value)
+    assert f"folder {root / 'omniglot' / 'images_background'} holds no PNG drawings" in message
+    assert _LAYOUT in message and "found extra/Alpha_0/" in message
+
+
+@pytest.mark.parametrize("as_zip", [True, False], ids=["archive", "folder"])
+def test_undecodable_drawing_is_named(tmp_path, as_zip):
+    members = _synthetic_members()["images_evaluation"]
+    broken = members[2][0]
+    members[2] = (broken, b"\x89PNG\r\n\x1a\n but not really")
+    root = _write_synthetic(tmp_path / "root", as_zip=as_zip, images_evaluation=members)
+    with pytest.raises(DatasetFormatError) as caught:
+        _load(root, tmp_path / "cache")
+    base = root / "omniglot"
+    where = (
+        f"member {broken} of archive {base / 'images_evaluation.zip'}"
+        if as_zip
+        else f"file {base / broken}"
+    )
+    assert f"cannot decode {where} as an image" in str(caught.value)
+    assert not list((tmp_path / "cache").glob("*.pt"))
+
+
+def test_decompression_bomb_is_a_format_error_naming_the_member(tmp_path, monkeypatch):
+    root = _write_synthetic(tmp_path / "root")
+    # 105 x 105 drawings against a limit of 1000 pixels: past twice the limit, as a 14000 x 14000
+    # image is against the default one
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    pattern = r"cannot decode member images_background/.*DecompressionBombError"
+    with pytest.raises(DatasetFormatError, match=pattern):
+        _load(root, tmp_path / "cache")
+
+
+def test_hidden_macos_members_are_skipped(tmp_path):
+    plain = _load(_write_synthetic(tmp_path / "plain"), tmp_path / "c1")
+    members = _synthetic_members()["images_background"]
+    members.append(("images_background/Alpha_0/character01/._0001_01.png", b"AppleDouble"))
+    members.append(("__MACOSX/images_background/Alpha_0/._character01.png", b"AppleDouble"))
+    mac = _load(_write_synthetic(tmp_path / "mac", images_background=members), tmp_path / "c2")
+    assert mac.fingerprint == plain.fingerprint and torch.equal(mac.images, plain.images)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "other content"])
+def test_damaged_cache_is_moved_aside_and_rebuilt(tmp_path, damage):
+    root, cache = _write_synthetic(tmp_path / "root"), tmp_path / "cache"
+    first = _load(root, cache)
+    (cache_file,) = cache.glob("omniglot-8px-*.pt")
+    blob = cache_file.read_bytes()
+    if damage == "other content":
+        torch.save({"images": torch.zeros(3)}, cache_file)
+    else:
+        damaged = {"truncated": blob[: len(blob) // 2], "garbage": b"x" * 99, "empty": b""}
+        cache_file.write_bytes(damaged[damage])
+    (cache / f"{cache_file.name}.damaged").write_bytes(b"an older damaged copy")
+    with pytest.warns(DamagedCacheWarning) as warned:
+        again = _load(root, cache)
+    message = str(warned[0].message)
+    assert f"Omniglot cache {cache_file} cannot be read" in message
+    assert "moved aside" in message and "will be rebuilt" in message
+    assert torch.equal(again.images, first.images) and again.fingerprint == first.fingerprint
+    assert (cache / f"{cache_file.name}.damaged").read_bytes() != b"an older damaged copy"
+    assert torch.equal(torch.load(cache_file, weights_only=True)["images"], first.images)
+
+
+def test_unwritable_cache_dir_is_reported_before_decoding(tmp_path, monkeypatch):
+    root, cache = _write_synthetic(tmp_path / "root"), tmp_path / "cache"
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded although the cache could not be written")
+
+    monkeypatch.setattr(omniglot_module, "_decode", no_decoding)
+    with read_only(cache, monkeypatch), pytest.raises(PermissionError) as caught:
+        _load(root, cache)
+    message = str(caught.value)
+    assert f"cache folder {cache} is not writable" in message
+    assert "--cache-dir or $FEWSHOT_CACHE_DIR" in message
+
+
+def test_existing_cache_loads_from_a_read_only_cache_dir(tmp_path, monkeypatch):
+    root, cache = _write_synthetic(tmp_path / "root"), tmp_path / "cache"
+    first = _load(root, cache)
+    with read_only(cache, monkeypatch):
+        again = _load(root, cache)
+    assert torch.equal(again.images, first.images)
+
+
+def test_data_root_that_is_a_file_says_so(tmp_path):
+    root = _write_synthetic(tmp_path / "root")
+    archive = root / "omniglot" / "images_background.zip"
+    with pytest.raises(DatasetNotFoundError) as caught:
+        _load(archive, tmp_path / "cache")
+    message = str(caught.value)
+    assert f"data root {archive} is a file, not a folder" in message
+    assert "omniglot/images_background.zip and omniglot/images_evaluation.zip" in message
+
+
+def test_full_disk_while_writing_the_cache_names_the_file(tmp_path, monkeypatch):
+    root, cache = _write_synthetic(tmp_path / "root"), tmp_path / "cache"
+
+    def full_disk(payload, stream):
+        stream.write(b"PK partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 512 vs 0")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(WriteFailedError) as caught:
+        _load(root, cache)
+    message = str(caught.value)
+    assert f"could not write {cache}/omniglot-8px-" in message and "unexpected pos" in message
+    assert f"free on the disk holding {cache}" in message
+    assert list(cache.iterdir()) == []
+
+
+def test_ctrl_c_while_writing_the_cache_leaves_nothing_to_trust(tmp_path, monkeypatch):
+    root, cache = _write_synthetic(tmp_path / "root"), tmp_path / "cache"
+    save = torch.save
+
+    def interrupted(payload, stream):
+        stream.write(b"PK partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _load(root, cache)
+    assert list(cache.iterdir()) == []
+    monkeypatch.setattr(torch, "save", save)
+    assert len(_load(root, cache).characters) == 4
