@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
 import typing
 from typing import Any, ClassVar
 
@@ -10,24 +12,126 @@ import torch
 from torch import Tensor, nn
 
 
+BOUNDS = "bounds"
+"""Key of a field's ``metadata`` holding its :class:`Bounds` (see :func:`bounded`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The range a numeric option must lie in; ``None`` leaves that side open."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+
+    def problem(self, value: float) -> str | None:
+        """What is wrong with ``value`` (``"must be >= 1"``), or None when it is in range."""
+        checks = (
+            (self.gt, ">", lambda bound: value > bound),
+            (self.ge, ">=", lambda bound: value >= bound),
+            (self.lt, "<", lambda bound: value < bound),
+            (self.le, "<=", lambda bound: value <= bound),
+        )
+        for bound, symbol, holds in checks:
+            if bound is not None and not holds(bound):
+                return f"must be {symbol} {bound}"
+        return None
+
+
+def bounded(
+    default: Any,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+) -> Any:
+    """A dataclass field with ``default`` whose values :class:`MethodOptions` checks against the
+    bounds, e.g. ``fce_steps: int = bounded(5, ge=1)``."""
+    return dataclasses.field(default=default, metadata={BOUNDS: Bounds(gt=gt, ge=ge, lt=lt, le=le)})
+
+
 @dataclasses.dataclass(frozen=True)
 class MethodOptions:
-    """Options of a method; each method subclasses this with its own typed fields."""
+    """Options of a method; each method subclasses this with its own typed fields.
+
+    Every field is checked when the options are made: its value must have the field's type
+    (``bool``, ``int``, ``float``, ``str``, a ``Literal`` choice, optionally ``| None``; a bool is
+    never taken for a number nor a number for a bool, an int is taken for a float and stored as
+    one), floats must be finite, and fields made with :func:`bounded` must lie in their range.
+    Errors name the option as ``METHOD.FIELD`` with ``METHOD`` from :attr:`method_name`.
+    """
+
+    method_name: ClassVar[str] = ""
+    """The registry name of the method these options belong to, used in error messages."""
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for field in dataclasses.fields(self):
-            hint = hints[field.name]
-            value = getattr(self, field.name)
-            if typing.get_origin(hint) is typing.Literal and value not in typing.get_args(hint):
-                choices = ", ".join(map(repr, typing.get_args(hint)))
-                raise ValueError(
-                    f"{type(self).__name__}.{field.name}={value!r} is not valid; "
-                    f"choose one of: {choices}"
-                )
+            given = value = getattr(self, field.name)
+            problem = _type_problem(value, hints[field.name])
+            if problem is None and _wants_float(hints[field.name]) and type(value) is int:
+                value = _int_as_float(value)
+                object.__setattr__(self, field.name, value)
+            if problem is None and isinstance(value, float) and not math.isfinite(value):
+                problem = "must be a finite number"
+            bounds = field.metadata.get(BOUNDS)
+            if problem is None and bounds is not None and value is not None:
+                problem = bounds.problem(value)
+            if problem is not None:
+                raise ValueError(f"{self._label(field.name)}={given!r} is not valid: {problem}")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def _label(self, field_name: str) -> str:
+        return f"{self.method_name or type(self).__name__}.{field_name}"
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """What is wrong with the type of ``value`` for a field typed ``hint``, or None.
+
+    Hints other than bool, int, float, str, ``Literal`` and their optional forms are not
+    checked.
+    """
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        members = typing.get_args(hint)
+        if value is None and type(None) in members:
+            return None
+        problems = [_type_problem(value, member) for member in members if member is not type(None)]
+        return None if None in problems else problems[0]
+    if origin is typing.Literal:
+        choices = typing.get_args(hint)
+        if any(type(value) is type(choice) and value == choice for choice in choices):
+            return None
+        return "must be one of: " + ", ".join(map(repr, choices))
+    if hint is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "must be an int"
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return None
+        return "must be a number"
+    if hint is str:
+        return None if isinstance(value, str) else "must be a string"
+    return None
+
+
+def _wants_float(hint: Any) -> bool:
+    """Whether a field typed ``hint`` holds a float (``float`` or ``float | None``)."""
+    members = typing.get_args(hint)
+    return hint is float or (float in members and int not in members)
+
+
+def _int_as_float(value: int) -> float:
+    """``value`` as a float; infinite (so rejected as not finite) when it is too large for one."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 class FewShotMethod(nn.Module):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import FewShotMethod, MethodOptions, class_one_hot
+from .base import FewShotMethod, MethodOptions, bounded, class_one_hot
 from .registry import register_method
 
 
@@ -19,7 +19,7 @@ class MatchingNetOptions(MethodOptions):
     """Options of :class:`MatchingNet`.
 
     Attributes:
-        temperature: scale of the similarities before the softmax. Cosines lie in [-1, 1]
+        temperature: scale (> 0) of the similarities before the softmax. Cosines lie in [-1, 1]
             (in [0, 1] after a ReLU backbone), so an unscaled softmax is nearly uniform and
             learns slowly.
         learn_temperature: train the temperature (kept positive, starting at ``temperature``)
@@ -30,14 +30,16 @@ class MatchingNetOptions(MethodOptions):
             re-implementations of Matching Networks (use it with ``temperature=1``).
         fce: full context embeddings: a bidirectional LSTM over the support set and an
             attention LSTM over the queries.
-        fce_steps: processing steps of the attention LSTM.
+        fce_steps: processing steps of the attention LSTM (at least 1).
     """
 
-    temperature: float = 10.0
+    method_name: ClassVar[str] = "matchnet"
+
+    temperature: float = bounded(10.0, gt=0)
     learn_temperature: bool = False
     similarity: Literal["cosine", "support-normalized"] = "cosine"
     fce: bool = False
-    fce_steps: int = 5
+    fce_steps: int = bounded(5, ge=1)
 
 
 class FullContextEmbedding(nn.Module):
@@ -80,8 +82,6 @@ class MatchingNet(FewShotMethod):
     def __init__(self, backbone: nn.Module, options: MatchingNetOptions | None = None) -> None:
         super().__init__(backbone, options)
         opts: MatchingNetOptions = self.options
-        if opts.temperature <= 0:
-            raise ValueError(f"matchnet temperature must be positive, got {opts.temperature}")
         log_temperature = torch.tensor(math.log(opts.temperature))
         if opts.learn_temperature:
             self.log_temperature = nn.Parameter(log_temperature)

@@ -72,7 +72,8 @@ def build_options(name: str, raw: dict[str, Any] | None = None) -> Any:
     works as well as typed values.
 
     Raises:
-        ValueError: an unknown option (the message lists the valid ones) or a bad value.
+        ValueError: an unknown option (the message lists the valid ones), or a value of the wrong
+            type or out of range (checked by :class:`~methods.base.MethodOptions`).
     """
     options_cls = method_class(name).Options
     fields = {f.name: f for f in dataclasses.fields(options_cls)}

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbones import folded_batch_norm
-from .base import FewShotMethod, MethodOptions, class_means, class_sums
+from .base import FewShotMethod, MethodOptions, bounded, class_means, class_sums
 from .registry import register_method
 
 
@@ -27,18 +27,20 @@ class RelationNetOptions(MethodOptions):
             scores of the query against each sample.
         loss: ``"mse"`` of the sigmoid scores against one-hot targets (the paper), or ``"ce"``,
             cross-entropy over the relation logits.
-        fc_hidden: hidden units of the conv module's first FC layer (8 in the paper).
-        mlp_hidden: hidden units of each layer of the MLP module.
+        fc_hidden: hidden units (>= 1) of the conv module's first FC layer (8 in the paper).
+        mlp_hidden: hidden units (>= 1) of each layer of the MLP module.
         pairwise: ``"factorized"`` computes the first (linear) layer once per class and once
             per query and adds the halves for every pair; ``"naive"`` concatenates every pair
             first. Both give the same scores up to float rounding.
     """
 
+    method_name: ClassVar[str] = "relnet"
+
     relation: Literal["conv", "mlp"] = "conv"
     aggregate: Literal["sum", "mean", "score-mean"] = "sum"
     loss: Literal["mse", "ce"] = "mse"
-    fc_hidden: int = 8
-    mlp_hidden: int = 256
+    fc_hidden: int = bounded(8, ge=1)
+    mlp_hidden: int = bounded(256, ge=1)
     pairwise: Literal["factorized", "naive"] = "factorized"
 
 

@@ -44,7 +44,7 @@ def test_temperature_sharpens_the_attention():
 
 
 def test_non_positive_temperature_is_rejected():
-    with pytest.raises(ValueError, match="temperature must be positive"):
+    with pytest.raises(ValueError, match=r"matchnet\.temperature=0\.0 is not valid: must be > 0"):
         MatchingNet(Identity(2), MatchingNetOptions(temperature=0.0))
 
 

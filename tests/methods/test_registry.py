@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import pytest
 
 from methods import (
@@ -12,8 +15,10 @@ from methods import (
     build_options,
     create_method,
     method_summary,
+    option_choices,
     register_method,
 )
+from methods.base import MethodOptions, bounded
 
 
 def test_lists_the_three_methods():
@@ -80,3 +85,80 @@ def test_options_are_listed_with_defaults_first_and_every_choice():
     assert "learn_temperature=false" in option_choices("matchnet")
     assert "similarity=cosine|support-normalized" in option_choices("matchnet")
     assert option_choices("protonet") == []
+
+
+@pytest.mark.parametrize(
+    ("method", "raw", "message"),
+    [
+        ("matchnet", {"fce_steps": "-3"}, "matchnet.fce_steps=-3 is not valid: must be >= 1"),
+        ("matchnet", {"fce_steps": 0}, "matchnet.fce_steps=0 is not valid: must be >= 1"),
+        ("matchnet", {"temperature": "nan"}, "matchnet.temperature=nan is not valid: must be a finite number"),
+        ("matchnet", {"temperature": float("inf")}, "matchnet.temperature=inf is not valid: must be a finite number"),
+        ("matchnet", {"temperature": "-1"}, "matchnet.temperature=-1.0 is not valid: must be > 0"),
+        ("matchnet", {"temperature": 0}, "matchnet.temperature=0 is not valid: must be > 0"),
+        ("relnet", {"fc_hidden": 0}, "relnet.fc_hidden=0 is not valid: must be >= 1"),
+        ("relnet", {"mlp_hidden": "-256"}, "relnet.mlp_hidden=-256 is not valid: must be >= 1"),
+    ],
+)
+def test_option_values_out_of_range_are_rejected(method, raw, message):
+    with pytest.raises(ValueError) as raised:
+        build_options(method, raw)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"fce_steps": True}, "matchnet.fce_steps=True is not valid: must be an int"),
+        ({"fce_steps": 2.0}, "matchnet.fce_steps=2.0 is not valid: must be an int"),
+        ({"temperature": False}, "matchnet.temperature=False is not valid: must be a number"),
+        ({"fce": 1}, "matchnet.fce=1 is not valid: must be true or false"),
+        ({"learn_temperature": 0.0}, "matchnet.learn_temperature=0.0 is not valid: must be true or false"),
+        ({"similarity": 1}, "matchnet.similarity=1 is not valid: must be one of: 'cosine', 'support-normalized'"),
+    ],
+)
+def test_typed_values_of_the_wrong_type_are_rejected(raw, message):
+    """As a TOML configuration gives them: ``fce_steps = true`` is not 1."""
+    with pytest.raises(ValueError) as raised:
+        build_options("matchnet", raw)
+    assert str(raised.value) == message
+
+
+def test_typed_values_in_range_are_kept_and_ints_become_floats():
+    options = build_options("matchnet", {"temperature": 5, "fce": True, "fce_steps": 1})
+    assert options.temperature == 5.0 and isinstance(options.temperature, float)
+    assert options.fce is True and options.fce_steps == 1
+    assert build_options("relnet", {"fc_hidden": 1, "mlp_hidden": 1}).mlp_hidden == 1
+
+
+def test_defaults_are_unchanged_and_valid():
+    from methods.matchnet import MatchingNetOptions
+    from methods.relnet import RelationNetOptions
+
+    assert MatchingNetOptions().as_dict() == {
+        "temperature": 10.0, "learn_temperature": False, "similarity": "cosine", "fce": False,
+        "fce_steps": 5,
+    }
+    assert RelationNetOptions().as_dict() == {
+        "relation": "conv", "aggregate": "sum", "loss": "mse", "fc_hidden": 8, "mlp_hidden": 256,
+        "pairwise": "factorized",
+    }
+    assert {"fce_steps=5", "temperature=10.0"} <= set(option_choices("matchnet"))
+
+
+def test_bounds_are_one_generic_mechanism_for_any_method():
+    @dataclasses.dataclass(frozen=True)
+    class SomeOptions(MethodOptions):
+        method_name: ClassVar[str] = "some"
+
+        shrink: float = bounded(0.5, gt=0, le=1)
+        ratio: float | None = None
+        count: int = 3
+
+    assert SomeOptions(shrink=1).shrink == 1.0 and SomeOptions(ratio=None).ratio is None
+    with pytest.raises(ValueError, match=r"^some\.shrink=1\.5 is not valid: must be <= 1$"):
+        SomeOptions(shrink=1.5)
+    with pytest.raises(ValueError, match=r"^some\.ratio=nan is not valid: must be a finite number$"):
+        SomeOptions(ratio=float("nan"))  # every float field, bounded or not
+    with pytest.raises(ValueError, match=r"^some\.count='3' is not valid: must be an int$"):
+        SomeOptions(count="3")
