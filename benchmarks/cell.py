@@ -22,6 +22,10 @@ from .plan import Cell
 from .records import RecordStore
 from .training import TrainResult, train
 
+class CheckpointMismatchError(RuntimeError):
+    """A saved checkpoint cannot be loaded into the cell's method (the message says why)."""
+
+
 #: Untimed forward passes before each cell's timed test pass (see ``evaluate``).
 EVAL_WARMUP_EPISODES = 3
 
@@ -37,25 +41,31 @@ def samplers(cell: Cell, dataset: LoadedDataset, splits: tuple[str, ...]) -> dic
     """Training, validation (when the scheme has one) and test samplers of ``cell``.
 
     Constructing them checks that the settings fit the splits, so calling this for every cell
-    before training turns impossible settings into errors before any work is done.
+    before training turns impossible settings into errors before any work is done; the error
+    names the stream and what sets its episode shape.
     """
     train_config = cell.recipe.train
-    out = {
-        "train": EpisodeSampler(
-            dataset.split(cell.split, "train"), train_config.n_way, train_config.k_shot,
-            train_config.n_query, cell.seed, "train",
-        ),
-        "test": EpisodeSampler(
-            dataset.split(cell.split, "test"), cell.n_way, cell.k_shot, cell.n_query, cell.seed,
-            "test",
-        ),
+    recipe = f"set by preset {cell.preset!r} for {cell.method}; --queries sets test queries only"
+    shapes = {
+        "train": ((train_config.n_way, train_config.k_shot, train_config.n_query), recipe),
+        "test": ((cell.n_way, cell.k_shot, cell.n_query), "set by --ways, --shots and --queries"),
     }
     if "val" in splits:
         if train_config.validation_fixed:
             shape = (train_config.val_n_way, train_config.k_shot, train_config.val_n_query)
+            shapes["val"] = (shape, recipe)
         else:
-            shape = (cell.n_way, cell.k_shot, cell.n_query)
-        out["val"] = EpisodeSampler(dataset.split(cell.split, "val"), *shape, cell.seed, "val")
+            shapes["val"] = ((cell.n_way, cell.k_shot, cell.n_query), "the test setting's")
+    out = {}
+    for stream, ((way, shot, query), origin) in shapes.items():
+        try:
+            out[stream] = EpisodeSampler(
+                dataset.split(cell.split, stream), way, shot, query, cell.seed, stream
+            )
+        except ValueError as error:
+            raise ValueError(
+                f"{stream} episodes ({way}-way {shot}-shot {query}-query, {origin}): {error}"
+            ) from error
     return out
 
 
@@ -101,7 +111,12 @@ def run_group(
         on_record(cell, record)
 
     checkpoint = None if force else store.load_checkpoint(first.training_hash)
-    compute_group(cells, dataset, splits, image_channels, device, progress, checkpoint, save, append)
+    try:
+        compute_group(cells, dataset, splits, image_channels, device, progress, checkpoint, save,
+                      append)
+    except CheckpointMismatchError as error:
+        store.discard_checkpoint(first.training_hash, str(error))
+        compute_group(cells, dataset, splits, image_channels, device, progress, None, save, append)
 
 
 def compute_group(
@@ -124,12 +139,18 @@ def compute_group(
 
     Raises:
         training.NonFiniteLossError: training diverged; ``on_cell`` was not called.
+        CheckpointMismatchError: ``checkpoint`` does not fit the method; nothing was called.
     """
     first = cells[0]
     method = build_method(first, image_channels).to(device)
     if checkpoint is not None:
-        method.load_state_dict(checkpoint["state_dict"])
-        trained = TrainResult(**checkpoint["train_result"])
+        try:
+            method.load_state_dict(checkpoint["state_dict"])
+            trained = TrainResult(**checkpoint["train_result"])
+        except (RuntimeError, TypeError, KeyError) as error:
+            raise CheckpointMismatchError(
+                f"the saved weights do not fit {first.method} as configured now: {error}"
+            ) from error
         reused = True
     else:
         streams = samplers(first, dataset, splits)

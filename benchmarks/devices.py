@@ -12,13 +12,23 @@ def resolve_device(name: str = "auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; ``"cpu"``/``"cuda"``/``"cuda:1"`` as given.
 
     Raises:
-        ValueError: CUDA was asked for but is not available.
+        ValueError: an unknown device name, or a CUDA device that this machine lacks.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was requested but CUDA is not available; use --device cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"numbered from 0; use cuda:0 .. cuda:{torch.cuda.device_count() - 1} or auto"
+        )
     return device
 
 

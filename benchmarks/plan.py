@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from datasets.registry import LoadedDataset, dataset_spec
 from methods import build_options
 
 from .presets import Recipe
@@ -20,6 +21,12 @@ class Cell:
 
     Everything that can change the result is a field here; the config hash is taken over all of
     them, so two cells with the same hash are the same experiment.
+
+    ``data`` identifies the data the cell reads (see :func:`data_key`): ``None`` for the official
+    release of a dataset, whose fingerprint every record states, and a key of the images and the
+    class split otherwise, so that records and checkpoints made on other data are never reused.
+    It is left out of the configuration while ``None``, so records made before it existed keep
+    their hash.
     """
 
     method: str
@@ -34,6 +41,7 @@ class Cell:
     device: str
     recipe: Recipe
     precision: str = "fp32"
+    data: str | None = None
 
     @property
     def setting(self) -> str:
@@ -51,6 +59,8 @@ class Cell:
         for key in TrainConfig.OPTIONAL_FIELDS:
             if train.get(key) is None:
                 train.pop(key, None)
+        if config["data"] is None:
+            config.pop("data")
         return config
 
     @property
@@ -81,6 +91,30 @@ def _hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def data_key(dataset: LoadedDataset, scheme: str) -> str | None:
+    """What identifies the data a cell on ``dataset`` under ``scheme`` reads.
+
+    ``None`` when the dataset is its official release (its fingerprint matches, and the class
+    split is the one built into the code); otherwise a hash of the dataset's fingerprint and,
+    per split, its class names in order and its normalisation, so that other images, other
+    split files or other split settings under the same data root give other cells.
+    """
+    if dataset.matches_official:
+        return None
+    parts: dict[str, Any] = {"fingerprint": dataset.fingerprint}
+    spec = dataset_spec(dataset.name)
+    for split_name in spec.schemes[scheme]:
+        split = dataset.split(scheme, split_name)
+        parts[split_name] = [list(split.class_names), split.mean, split.std,
+                             split.class_rotation.tolist()]
+    return _hash(parts)
+
+
+def with_data(cells: list[Cell], key: str | None) -> list[Cell]:
+    """``cells`` reading the data identified by ``key`` (see :func:`data_key`)."""
+    return [dataclasses.replace(cell, data=key) for cell in cells]
+
+
 def group_by_training(cells: list[Cell]) -> dict[str, list[Cell]]:
     """Cells keyed by training hash, in plan order."""
     groups: dict[str, list[Cell]] = {}
@@ -104,15 +138,28 @@ class RecordCheck:
     stale: dict[str, str]
 
 
-def check_records(cells: list[Cell], records: list[dict[str, Any]]) -> RecordCheck:
+def check_records(
+    cells: list[Cell], records: list[dict[str, Any]], fingerprint: str | None = None
+) -> RecordCheck:
     """Match ``cells`` with their latest records (a cell's config holds only the options a
-    recipe or ``--options`` set, so a changed default keeps the hash but not the meaning)."""
+    recipe or ``--options`` set, so a changed default keeps the hash but not the meaning).
+
+    With ``fingerprint`` (that of the data loaded now), a record made on data with another
+    fingerprint is stale too, whatever its hash says.
+    """
     latest = {r["config_hash"]: r for r in records}
     done: set[str] = set()
     stale: dict[str, str] = {}
     for cell in cells:
         record = latest.get(cell.config_hash)
         if record is None:
+            continue
+        then_data = record.get("dataset_fingerprint")
+        if fingerprint is not None and then_data is not None and then_data != fingerprint:
+            stale[cell.config_hash] = (
+                f"{cell.label} was recorded on data with fingerprint {str(then_data)[:16]}..., "
+                f"not the {fingerprint[:16]}... read now, so it runs again"
+            )
             continue
         now = json.loads(json.dumps(build_options(cell.method, cell.recipe.options).as_dict()))
         then = record.get("method_options") or {}

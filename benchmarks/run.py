@@ -14,11 +14,15 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import math
 import sys
 import time
 import tomllib
+import typing
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,11 +40,12 @@ from .cell import run_group, samplers
 from .devices import PRECISIONS, resolve_device
 from .dryrun import CostModel, describe_plan
 from .faults import Fault
-from .plan import Cell, RecordCheck, check_records, group_by_training
+from .plan import Cell, RecordCheck, check_records, data_key, group_by_training, with_data
 from .presets import available_presets, preset, with_overrides
-from .ray_executor import RayOptions, RaySession, RayUnavailableError, ray_device, run_on_ray
-from .records import RecordStore, check_writable
-from .tables import comparison_table, load_records, table_caption, write_tables
+from .ray_executor import RayOptions, RayUnavailableError, RaySession, ray_device, run_on_ray
+from .records import OutputLockedError, RecordError, RecordStore, check_writable
+from .reference import compare_with_reference
+from .tables import comparison_table, load_records, table_caption, table_stem, write_tables
 from .training import NonFiniteLossError
 
 
@@ -61,7 +66,8 @@ class RunConfig:
     device: str = "auto"
     data_root: str | None = None
     cache_dir: str | None = None
-    out: str = "results"
+    out: str = "runs"
+    reference: str = "results"
     options: tuple[str, ...] = ()
     time_budget: float | None = None
     precision: str = "fp32"
@@ -108,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (default: auto)")
     add("--data-root", metavar="DIR", help="folder holding <dataset>/ (default: $FEWSHOT_DATA_ROOT, else ./data)")
     add("--cache-dir", metavar="DIR", help="preprocessed-data cache (default: $FEWSHOT_CACHE_DIR, else ~/.cache/fewshot-bench)")
-    add("--out", metavar="DIR", help=f"results folder (default: {defaults.out})")
+    add("--out", metavar="DIR", help=f"folder for this run's records, checkpoints and tables (default: {defaults.out}; the committed reference results are in {defaults.reference}/)")
+    add("--reference", metavar="DIR", help=f"reference records to print beside this run's numbers, cell by cell (default: {defaults.reference}, the committed ones)")
     add("--options", nargs="+", metavar="METHOD.KEY=VALUE", help="method options, e.g. relnet.relation=mlp matchnet.fce=true")
     add("--time-budget", type=float, metavar="SECONDS", help="stop each training after this wall time; the record says how many episodes were trained")
     add("--precision", choices=PRECISIONS, help="fp32 (default) or bf16 autocast for training and testing")
@@ -126,30 +133,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: list[str] | None) -> tuple[RunConfig, bool]:
-    """The run's configuration and whether ``--list`` was given."""
+    """The run's configuration (checked, see :func:`checked_config`) and whether ``--list`` was
+    given."""
     given = vars(build_parser().parse_args(argv))
     listing = bool(given.pop("list", False))
     values: dict[str, Any] = {}
     if "config" in given:
-        values.update(_read_config_file(Path(given.pop("config"))))
-    values.update(given)
-    tuples = {f.name for f in dataclasses.fields(RunConfig) if str(f.type).startswith("tuple")}
-    values = {
-        k: (tuple(v) if isinstance(v, (list, tuple)) else (v,)) if k in tuples else v
-        for k, v in values.items()
-    }
-    return RunConfig(**values), listing
+        path = Path(given.pop("config")).expanduser()
+        values.update(typed_values(_read_config_file(path), f"config file {path}"))
+    values.update(typed_values(given, "the command line"))
+    for key in ("methods", "ways", "shots", "seeds"):
+        repeated = values.get(key, ())
+        if len(set(repeated)) < len(repeated):
+            log(f"note: --{key} lists {' '.join(map(str, repeated))}; each value is run once")
+    return checked_config(RunConfig(**values)), listing
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
-    except OSError as error:
-        raise UsageError(f"cannot read config file {path}: {error.strerror}") from error
+    except (OSError, UnicodeDecodeError) as error:
+        why = getattr(error, "strerror", None) or error
+        raise UsageError(f"cannot read config file {path}: {why}") from error
     try:
         raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
         raise UsageError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {error}") from error
+    if not isinstance(raw, dict):
+        raise UsageError(
+            f"config file {path} must hold an object of options (e.g. {{\"methods\": [\"relnet\"]}}), "
+            f"not a {type(raw).__name__}"
+        )
     valid = {f.name for f in dataclasses.fields(RunConfig)}
     values = {key.replace("-", "_"): value for key, value in raw.items()}
     unknown = sorted(set(values) - valid)
@@ -158,6 +172,82 @@ def _read_config_file(path: Path) -> dict[str, Any]:
             f"unknown key(s) {', '.join(unknown)} in {path}; valid keys: {', '.join(sorted(valid))}"
         )
     return values
+
+
+def typed_values(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """``values`` checked against the field types of :class:`RunConfig`; lists become tuples.
+
+    A config file's ``ways = "5"``, ``ways = [5.0]`` or ``test_episodes = true`` is an error that
+    names the key, the value and the type expected, never a traceback or a "5.0-way" cell.
+    """
+    hints = typing.get_type_hints(RunConfig)
+    return {key: _typed(key, value, hints[key], where) for key, value in values.items()}
+
+
+def _typed(key: str, value: Any, hint: Any, where: str, listed: bool = False) -> Any:
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return tuple(_typed(key, v, item, where, listed=True) for v in items)
+    kinds = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    if value is None and len(kinds) < len(typing.get_args(hint)):
+        return None
+    kind = kinds[0]
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    expected = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+    raise UsageError(
+        f"{key.replace('_', '-')} in {where} must be {expected.get(kind, kind.__name__)}"
+        f"{' (or a list of them)' if listed else ''}, got {value!r} ({type(value).__name__})"
+    )
+
+
+def checked_config(config: RunConfig) -> RunConfig:
+    """``config`` with values in range, repeated entries merged (``--seeds 0 0`` is one seed) and
+    ``~`` expanded in paths.
+
+    Raises:
+        UsageError: a value out of range (e.g. ``--time-budget -1`` or ``nan``), with the flag
+            and what it accepts.
+    """
+    for label, values in (("--methods", config.methods or ("all",)), ("--ways", config.ways),
+                          ("--shots", config.shots), ("--seeds", config.seeds)):
+        if not values:
+            raise UsageError(f"{label} needs at least one value")
+    limits = (
+        ("--ways", min(config.ways), 2), ("--shots", min(config.shots), 1),
+        ("--queries", config.queries, 1), ("--test-episodes", config.test_episodes, 2),
+        ("--train-episodes", config.train_episodes, 0),
+        ("--ray-cpus-per-cell", config.ray_cpus_per_cell, 1),
+        ("--ray-gpus-per-cell", config.ray_gpus_per_cell, 0),
+        ("--ray-max-retries", config.ray_max_retries, 0),
+    )
+    for label, value, least in limits:
+        if value is not None and not (math.isfinite(value) and value >= least):
+            raise UsageError(f"{label} must be a number >= {least}, got {value}")
+    budget = config.time_budget
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        raise UsageError(
+            f"--time-budget must be a positive number of seconds, got {budget}; leave it out to "
+            "train the preset's full episode count"
+        )
+    def path(value: str | None) -> str | None:
+        return None if value is None else str(Path(value).expanduser())
+
+    return dataclasses.replace(
+        config,
+        methods=_unique(config.methods), ways=_unique(config.ways), shots=_unique(config.shots),
+        seeds=_unique(config.seeds), options=_unique(config.options),
+        out=str(path(config.out)), reference=str(path(config.reference)),
+        data_root=path(config.data_root), cache_dir=path(config.cache_dir),
+    )
+
+
+def _unique(values: tuple) -> tuple:
+    """``values`` without repeats, in first-seen order."""
+    return tuple(dict.fromkeys(values))
 
 
 def method_options(config: RunConfig, methods: list[str]) -> dict[str, dict[str, Any]]:
@@ -184,6 +274,7 @@ def method_options(config: RunConfig, methods: list[str]) -> dict[str, dict[str,
 
 def plan_cells(config: RunConfig, device: str) -> list[Cell]:
     """Check the configuration and expand it into cells (no data is loaded)."""
+    config = checked_config(config)
     methods = list(config.methods) or available_methods()
     for method in methods:
         method_class(method)
@@ -192,15 +283,8 @@ def plan_cells(config: RunConfig, device: str) -> list[Cell]:
     spec = dataset_spec(config.dataset)
     split = config.split or spec.default_scheme
     check_scheme(spec, split)
-    for label, values in (("--ways", config.ways), ("--shots", config.shots), ("--seeds", config.seeds)):
-        if not values:
-            raise UsageError(f"{label} needs at least one value")
-    if min(config.ways) < 2 or min(config.shots) < 1 or config.queries < 1 or config.test_episodes < 2:
-        raise UsageError("need --ways >= 2, --shots >= 1, --queries >= 1 and --test-episodes >= 2")
     if config.precision not in PRECISIONS:
         raise UsageError(f"unknown precision {config.precision!r}; valid: {', '.join(PRECISIONS)}")
-    if config.train_episodes is not None and config.train_episodes < 0:
-        raise UsageError("--train-episodes must be >= 0")
     cells = []
     for method in methods:
         for way in config.ways:
@@ -239,14 +323,19 @@ def log(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line. Exit code: 0 every cell recorded, 1 some training run failed, 2 bad
-    input (nothing was trained), 130 interrupted by Ctrl-C (finished cells are recorded)."""
-    sessions: list[RaySession] = []
-    try:
-        return _main(argv, sessions)
-    finally:
-        for session in sessions:
-            session.close()
+    """Run the command line. Exit code: 0 every cell recorded, 1 some training run failed or a
+    write failed (finished cells stay recorded), 2 bad input (nothing was trained), 130
+    interrupted by Ctrl-C (finished cells are recorded)."""
+    with contextlib.ExitStack() as resources, warnings.catch_warnings():
+        warnings.simplefilter("default", UserWarning)
+        warnings.showwarning = _show_warning  # restored when catch_warnings exits
+        return _main(argv, resources)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Our warnings (a damaged cache moved aside, a torn record line) as one log line each."""
+    log(f"warning: {message}")
 
 
 def ray_options(config: RunConfig) -> RayOptions:
@@ -260,7 +349,12 @@ def ray_options(config: RunConfig) -> RayOptions:
     return options
 
 
-def _main(argv: list[str] | None, sessions: list[RaySession]) -> int:
+#: Errors that stop a run before training, reported as one line (exit code 2).
+SETUP_ERRORS = (UsageError, ValueError, UnknownMethodError, DatasetNotFoundError, OSError,
+                RayUnavailableError, OutputLockedError)
+
+
+def _main(argv: list[str] | None, resources: contextlib.ExitStack) -> int:
     try:
         config, listing = parse_config(argv)
         if listing:
@@ -270,7 +364,7 @@ def _main(argv: list[str] | None, sessions: list[RaySession]) -> int:
         session = None
         if config.executor == "ray":
             session = RaySession(options)
-            sessions.append(session)
+            resources.callback(session.close)
             device = torch.device(ray_device(config.device, options, session))
             gpus = options.gpus_for(str(device))
             Fault.from_environment()  # a malformed testing hook fails here, not in the sweep
@@ -279,16 +373,23 @@ def _main(argv: list[str] | None, sessions: list[RaySession]) -> int:
         cells = plan_cells(config, str(device))
         out = Path(config.out)
         store = RecordStore(out / config.dataset)
-        check_writable(store.root)
+        if not config.dry_run:
+            check_writable(store.root)
+            resources.enter_context(store.lock())  # a second run on this folder stops here
+            store.repair()
         spec = dataset_spec(config.dataset)
         dataset = spec.load(config.data_root, config.cache_dir, not config.quiet)
         splits = spec.schemes[cells[0].split]
+        cells = with_data(cells, data_key(dataset, cells[0].split))
         for cell in cells:  # impossible settings fail here, before any training
             try:
                 samplers(cell, dataset, splits)
             except ValueError as error:
                 raise UsageError(f"{cell.label}: {error}") from error
-        checked = RecordCheck(set(), {}) if config.force else check_records(cells, store.records())
+        checked = (
+            RecordCheck(set(), {}) if config.force
+            else check_records(cells, store.records(), dataset.fingerprint)
+        )
         done = checked.done
         for reason in checked.stale.values():
             log(f"warning: {reason}")
@@ -308,10 +409,13 @@ def _main(argv: list[str] | None, sessions: list[RaySession]) -> int:
             return 0
         if session is not None:
             session.check_fits(gpus)
-    except (UsageError, ValueError, UnknownMethodError, DatasetNotFoundError, PermissionError,
-            RayUnavailableError) as error:
+    except SETUP_ERRORS as error:
         log(f"error: {error}")
         return 2
+    except KeyboardInterrupt:
+        log("interrupted before any training: nothing was recorded, and no cache was left "
+            "half-written; run the same command again")
+        return 130
 
     pending = [c for c in cells if c.config_hash not in done]
     groups = group_by_training(pending)
@@ -358,25 +462,55 @@ def _main(argv: list[str] | None, sessions: list[RaySession]) -> int:
             f"interrupted: the {finished} cell(s) finished in this run are recorded in "
             f"{store.records_file}; run the same command again to do the rest"
         )
-        write_tables(out)
+        _write_tables(out)
         return 130
+    except OSError as error:  # a full disk, a folder gone: keep what is recorded, say so
+        log(
+            f"error: {error}\nthe {finished} cell(s) finished before it are recorded in "
+            f"{store.records_file}; fix the cause and run the same command again to do the rest"
+        )
+        return 1
     log(f"finished in {time.perf_counter() - started:.0f} s")
-    write_tables(out)
-    records = load_records(out)
-    if not records.empty:
-        mine = records[
-            (records["dataset"] == config.dataset)
-            & (records["split"] == cells[0].split)
-            & (records["preset"] == config.preset)
-            & records["config_hash"].isin({c.config_hash for c in cells})
-        ]
-        if not mine.empty:
-            print(table_caption(mine))
-            print(comparison_table(mine).to_markdown(index=False))
+    if not _write_tables(out):
+        return 1
+    print_results(config, cells, out)
     if failures:
         log(f"{len(failures)} training run(s) failed:\n  " + "\n  ".join(failures))
         return 1
     return 0
+
+
+def _write_tables(out: Path) -> bool:
+    """Regenerate the tables under ``out``; a record they cannot use is reported, not raised
+    (every record stays as it is)."""
+    try:
+        write_tables(out)
+    except RecordError as error:
+        log(f"error: the tables under {out} were not written: {error}")
+        return False
+    return True
+
+
+def print_results(config: RunConfig, cells: list[Cell], out: Path) -> None:
+    """Print the comparison table of ``cells`` and, unless this run wrote into the reference
+    folder itself, the same cells beside the reference records."""
+    records = load_records(out)
+    if records.empty:
+        return
+    mine = records[records["config_hash"].isin({c.config_hash for c in cells})]
+    if mine.empty:
+        return
+    print(table_caption(mine))
+    print(comparison_table(mine).to_markdown(index=False))
+    reference = Path(config.reference)
+    if reference.resolve() == out.resolve():
+        return
+    first = cells[0]
+    kind = "gpu" if first.device.startswith("cuda") else "cpu"
+    stem = table_stem(out, first.dataset, first.split, first.preset, kind)
+    text = compare_with_reference(mine, reference, stem.with_name(f"{stem.name}-reference"))
+    if text:
+        print(f"\n{text}")
 
 
 def dataset_image_channels(dataset, cell: Cell) -> int:

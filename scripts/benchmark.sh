@@ -4,7 +4,7 @@
 # Data: $FEWSHOT_DATA_ROOT, else ../shared/data when that exists, else ./data (downloaded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh ""  # running needs no extras
 if [ -z "${FEWSHOT_DATA_ROOT:-}" ] && [ -d ../shared/data/omniglot ]; then
     export FEWSHOT_DATA_ROOT="$(cd ../shared/data && pwd)"
 fi

@@ -68,7 +68,7 @@ def test_record_identities_survive_new_optional_training_fields():
         (RunConfig(options=("relnet.relaton=mlp",)), "unknown option 'relaton' for method 'relnet'; valid options: relation"),
         (RunConfig(options=("relation=mlp",)), "must look like METHOD.KEY=VALUE"),
         (RunConfig(methods=("protonet",), options=("relnet.relation=mlp",)), "not among --methods protonet"),
-        (RunConfig(shots=(0,)), "--shots >= 1"),
+        (RunConfig(shots=(0,)), "--shots must be a number >= 1, got 0"),
     ],
 )
 def test_bad_input_is_rejected_with_the_valid_choices(config, message):
@@ -130,3 +130,45 @@ def test_a_record_made_under_other_method_defaults_is_stale_not_done():
     )
     gone = {"config_hash": cell.config_hash, "method_options": {"metric": "l2"}}
     assert "metric=(no such option)" in check_records([cell], [gone]).stale[cell.config_hash]
+
+
+def test_the_data_read_is_part_of_a_cells_identity_unless_it_is_the_official_release():
+    from benchmarks.plan import with_data
+
+    cell = plan_cells(RunConfig(methods=("matchnet",), shots=(1,)), "cpu")[0]
+    (same,) = with_data([cell], None)  # official data: the committed record's hash is kept
+    assert same.config_hash == cell.config_hash == "f0a3a8fa089ba574"
+    (other,) = with_data([cell], "0123456789abcdef")
+    assert other.config()["data"] == "0123456789abcdef"
+    assert other.config_hash != cell.config_hash
+    assert other.training_hash != cell.training_hash  # checkpoints are not shared either
+
+
+def test_official_omniglot_has_no_data_key_and_other_data_does(data_root, omniglot, tmp_path):
+    from benchmarks.plan import data_key
+    from datasets.folder import folder_split, load_folder
+    from datasets.registry import LoadedDataset
+    from tests.datasets.fakes import write_class_folder
+
+    official = LoadedDataset("omniglot", lambda scheme, split: None, omniglot.fingerprint, True)
+    assert data_key(official, "vinyals") is None
+
+    def folder_key(root, scheme="random"):
+        data = load_folder(root, cache_dir=tmp_path / "cache", progress=False)
+        loaded = LoadedDataset("folder", lambda s, split: folder_split(data, s, split),
+                               data.fingerprint, None)
+        return data_key(loaded, scheme)
+
+    write_class_folder(tmp_path / "a")
+    write_class_folder(tmp_path / "b", classes=25)
+    key_a = folder_key(tmp_path / "a")
+    assert key_a == folder_key(tmp_path / "a")
+    assert key_a != folder_key(tmp_path / "b")
+    (tmp_path / "a" / "fewshot.toml").write_text("seed = 3\n")  # same pixels, other class split
+    assert folder_key(tmp_path / "a") != key_a
+
+
+def test_repeated_ways_shots_and_seeds_are_merged():
+    cells = plan_cells(RunConfig(methods=("protonet", "protonet"), ways=(5, 5), shots=(1, 1),
+                                 seeds=(0, 0)), "cpu")
+    assert len(cells) == 1

@@ -248,3 +248,145 @@ def test_a_record_whose_method_defaults_changed_is_run_again_without_its_checkpo
     assert again[1]["train_reused_checkpoint"] is False
     assert run(*flags) == 0  # now current: skipped
     assert len(records.read_text().splitlines()) == 2
+
+
+# --- bad values at the command-line and config boundary ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "suffix", "message"),
+    [
+        ('ways = "5"\n', ".toml", "ways in config file"),
+        ('test_episodes = "5"\n', ".toml", "test-episodes in config file"),
+        ("ways = [5.0]\n", ".toml", "must be a whole number (or a list of them), got 5.0"),
+        ("seeds = [true]\n", ".toml", "seeds in config file"),
+        ('["relnet"]', ".json", "must hold an object of options"),
+        ("time_budget = -1\n", ".toml", "--time-budget must be a positive number"),
+    ],
+)
+def test_config_file_values_of_the_wrong_type_or_range_are_clear_errors(
+    tmp_path, capsys, text, suffix, message
+):
+    config = tmp_path / f"run{suffix}"
+    config.write_text(text)
+    assert main(["--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--time-budget", "-1"], "--time-budget must be a positive number of seconds, got -1.0"),
+        (["--time-budget", "nan"], "--time-budget must be a positive number of seconds, got nan"),
+        (["--time-budget", "inf"], "--time-budget must be a positive number of seconds, got inf"),
+        (["--test-episodes", "1"], "--test-episodes must be a number >= 2, got 1"),
+        (["--device", "tpu"], "unknown device 'tpu'; use auto, cpu, cuda or cuda:N"),
+        (["--options", "matchnet.fce_steps=-3", "--methods", "matchnet"], "fce_steps"),
+        (["--options", "matchnet.temperature=nan", "--methods", "matchnet"], "temperature"),
+    ],
+)
+def test_invalid_values_are_rejected_before_anything_is_recorded(tmp_path, capsys, flags, message):
+    assert main(["--out", str(tmp_path / "out"), "--quiet", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert not (tmp_path / "out" / "omniglot" / "records.jsonl").exists()
+
+
+def test_a_config_file_path_and_folders_expand_the_home_folder(tmp_path, monkeypatch):
+    from benchmarks.run import parse_config
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "run.toml").write_text('out = "~/x"\ndata_root = "~/data"\n')
+    config, _ = parse_config(["--config", "~/run.toml"])
+    assert config.out == str(tmp_path / "x") and config.data_root == str(tmp_path / "data")
+
+
+def test_repeated_seeds_run_once_and_say_so(run, tmp_path, capsys):
+    assert run("--methods", "protonet", "--shots", "1", "--seeds", "0", "0",
+               "--train-episodes", "1", "--test-episodes", "3") == 0
+    assert len(_records(tmp_path)) == 1
+    assert "note: --seeds lists 0 0; each value is run once" in capsys.readouterr().err
+
+
+# --- the user's run and the committed reference ------------------------------------------------
+
+
+def test_runs_go_to_their_own_folder_by_default(monkeypatch):
+    from benchmarks.run import parse_config
+
+    config, _ = parse_config([])
+    assert config.out == "runs" and config.reference == "results"
+
+
+def test_a_run_is_printed_beside_the_reference_records_of_the_same_cells(run, tmp_path, capsys):
+    flags = ("--methods", "protonet", "--shots", "1", "--train-episodes", "2",
+             "--test-episodes", "20")
+    reference = tmp_path / "reference"
+    assert main(["--out", str(reference), "--quiet", "--device", "cpu", *flags]) == 0
+    capsys.readouterr()
+    assert run(*flags, "--reference", str(reference)) == 0
+    out = capsys.readouterr().out
+    assert f"Your run beside the reference records in {reference}" in out
+    beside = out[out.index("Your run beside"):]
+    row = next(line for line in beside.splitlines() if line.startswith("| protonet"))
+    # one thread per test process is deterministic: the same training gives the same number
+    assert "| +0.00 (CI ±" in row and "| yes " in row
+    csv = tmp_path / "out" / "omniglot" / "vinyals-quick-reference.csv"
+    import pandas as pd
+
+    frame = pd.read_csv(csv)
+    assert frame["diff_points"].tolist() == [0.0] and frame["within_ci"].tolist() == [True]
+
+    assert run("--methods", "matchnet", "--shots", "1", "--train-episodes", "2",
+               "--test-episodes", "20", "--reference", str(reference)) == 0
+    assert "no reference" in capsys.readouterr().out
+
+
+# --- what a cell reads, locks, damaged files ---------------------------------------------------
+
+
+def test_other_data_under_the_same_options_never_reuses_records(tmp_path, capsys):
+    from tests.datasets.fakes import write_class_folder
+
+    flags = ["--dataset", "folder", "--methods", "protonet", "--shots", "1", "--queries", "2",
+             "--train-episodes", "1", "--test-episodes", "3", "--out", str(tmp_path / "out"),
+             "--cache-dir", str(tmp_path / "cache"), "--quiet", "--device", "cpu"]
+    write_class_folder(tmp_path / "a", classes=40, side=8)  # 25 training classes: 20-way training
+    write_class_folder(tmp_path / "b", classes=41, side=8)
+    assert main([*flags, "--data-root", str(tmp_path / "a")]) == 0
+    assert main([*flags, "--data-root", str(tmp_path / "b")]) == 0
+    assert "0 already recorded" in capsys.readouterr().err
+    records = [json.loads(line) for line in
+               (tmp_path / "out" / "folder" / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    assert records[0]["config_hash"] != records[1]["config_hash"]
+    assert records[0]["config"]["data"] != records[1]["config"]["data"]
+    assert main([*flags, "--data-root", str(tmp_path / "a")]) == 0
+    assert "1 already recorded, skipped" in capsys.readouterr().err
+
+
+def test_a_second_run_on_the_same_folder_is_refused_with_the_other_process_named(run, tmp_path, capsys):
+    from benchmarks.records import RecordStore
+
+    with RecordStore(tmp_path / "out" / "omniglot").lock():
+        assert run("--methods", "protonet", "--shots", "1", "--train-episodes", "1") == 2
+    err = capsys.readouterr().err
+    assert f"in use by process {os.getpid()} on " in err and "another folder with --out" in err
+    assert _records(tmp_path) == []
+
+
+def test_a_damaged_checkpoint_is_moved_aside_and_the_model_trained_again(run, tmp_path, capsys):
+    flags = ("--methods", "protonet", "--shots", "1", "--train-episodes", "2",
+             "--test-episodes", "3")
+    assert run(*flags) == 0
+    (checkpoint,) = (tmp_path / "out" / "omniglot" / "checkpoints").glob("*.pt")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    assert run(*flags, "--test-episodes", "4") == 0
+    err = capsys.readouterr().err
+    assert str(checkpoint) in err
+    records = _records(tmp_path)
+    assert len(records) == 2 and records[1]["train_reused_checkpoint"] is False
+    assert checkpoint.with_name(checkpoint.name + ".damaged").exists()
