@@ -43,7 +43,7 @@ show_progress() {  # pip's output into the log; one line per package on the term
 
 if ! covered; then
     started=$SECONDS
-    wanted=$( { [ -f "$stamp" ] && cat "$stamp"; echo "${extras//,/$'\n'}"; } | grep -v '^$' | sort -u | paste -sd, -)
+    wanted=$( { [ -f "$stamp" ] && cat "$stamp"; echo "${extras//,/$'\n'}"; } | { grep -v '^$' || true; } | sort -u | paste -sd, -)
     echo "installing the project into .venv with extras '${wanted:-none}' (once; full log in .venv/install.log) ..." >&2
     : >.venv/install.log
     wheels="${FEWSHOT_WHEEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fewshot-bench/wheels}"
@@ -57,7 +57,7 @@ if ! covered; then
             if [ -n "${CI:-}${FEWSHOT_REQUIRE_LEARN2LEARN:-}" ]; then
                 exit 1
             fi
-            wanted=$(echo "${wanted//,/$'\n'}" | grep -vx l2l | paste -sd, -)
+            wanted=$(echo "${wanted//,/$'\n'}" | { grep -vx l2l || true; } | paste -sd, -)
         fi
     fi
     if [ -n "${FEWSHOT_TORCH_INDEX:-}" ]; then
