@@ -9,3 +9,17 @@ if not getattr(_datasets, "IS_FEWSHOT_BENCHMARK_DATASETS", False):
         "repository root, or install this project with 'pip install -e .', so that its datasets "
         "package comes first on sys.path."
     )
+
+__all__ = ["ExperimentResult", "RunConfig", "run_experiment"]
+
+
+def __getattr__(name: str):  # the Python API, imported on first use (torch is not light)
+    if name == "RunConfig":
+        from benchmarks.experiment.config import RunConfig
+
+        return RunConfig
+    if name in ("run_experiment", "ExperimentResult"):
+        from benchmarks import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'benchmarks' has no attribute {name!r}")

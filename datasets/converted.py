@@ -329,7 +329,7 @@ def to_array(image: Any, image_format: ImageFormat) -> np.ndarray:
         image = image.convert(mode)
     side = image_format.size
     if image.size != (side, side):
-        image = ImageOps.fit(image, (side, side), method=Image.LANCZOS)
+        image = ImageOps.fit(image, (side, side), method=Image.Resampling.LANCZOS)
     array = np.asarray(image, dtype=np.uint8)
     return array.reshape(side, side, -1).transpose(2, 0, 1)
 

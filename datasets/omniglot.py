@@ -388,7 +388,7 @@ def _decode_drawing(blob: bytes, image_size: int) -> tuple[bytes, np.ndarray]:
     """A PNG drawing as (its 1-bit pixels, for the fingerprint; uint8 ``[S, S]`` with ink 255)."""
     with Image.open(io.BytesIO(blob)) as image:
         binary = image.convert("1")
-        small = binary.convert("L").resize((image_size, image_size), Image.LANCZOS)
+        small = binary.convert("L").resize((image_size, image_size), Image.Resampling.LANCZOS)
     return binary.tobytes(), 255 - np.asarray(small, dtype=np.uint8)
 
 

@@ -1,18 +1,21 @@
 """Few-shot methods as plug-ins: a base class, a registry and one module per method.
 
 Adding a method: write one module with a :class:`FewShotMethod` subclass decorated with
-:func:`register_method`, and import it below.
+:func:`register_method`, with its training recipes in its ``recipes``, and import it below.
 """
 
 from . import matchnet, protonet, relnet  # noqa: F401  (importing registers them)
 from .backbones import BACKBONES, Conv4, Conv4Config, backbone_config, count_parameters
 from .base import FewShotMethod, MethodOptions, check_episode
+from .recipes import Recipe, TrainConfig
 from .registry import (
+    MissingRecipeError,
     UnknownMethodError,
     available_methods,
     build_options,
     create_method,
     method_class,
+    method_recipe,
     method_summary,
     option_choices,
     register_method,
@@ -24,6 +27,9 @@ __all__ = [
     "Conv4Config",
     "FewShotMethod",
     "MethodOptions",
+    "MissingRecipeError",
+    "Recipe",
+    "TrainConfig",
     "UnknownMethodError",
     "available_methods",
     "backbone_config",
@@ -32,6 +38,7 @@ __all__ = [
     "count_parameters",
     "create_method",
     "method_class",
+    "method_recipe",
     "method_summary",
     "option_choices",
     "register_method",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -51,8 +52,9 @@ def backbone_config(name: str) -> Conv4Config:
 def folded_batch_norm(norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
     """``(scale, shift)``, each ``[C]``, with ``norm(x) == x * scale + shift`` per channel when
     ``norm`` uses its running statistics (eval mode)."""
-    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-    return scale, norm.bias - norm.running_mean * scale
+    running_mean, running_var = cast(Tensor, norm.running_mean), cast(Tensor, norm.running_var)
+    scale = norm.weight / torch.sqrt(running_var + norm.eps)
+    return scale, norm.bias - running_mean * scale
 
 
 class ConvBlock(nn.Module):
@@ -75,7 +77,8 @@ class ConvBlock(nn.Module):
         else:
             scale, shift = folded_batch_norm(self.norm)
             weight = self.conv.weight * scale.view(-1, 1, 1, 1)
-            x = F.conv2d(x, weight, self.conv.bias * scale + shift, padding=self.conv.padding)
+            bias = cast(Tensor, self.conv.bias) * scale + shift
+            x = F.conv2d(x, weight, bias, padding=self.conv.padding)
         if self.pool:
             x = F.max_pool2d(x, 2)
         return F.relu(x)

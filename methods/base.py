@@ -6,11 +6,12 @@ import dataclasses
 import math
 import types
 import typing
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
 
+from .recipes import RecipeFunction
 
 BOUNDS = "bounds"
 """Key of a field's ``metadata`` holding its :class:`Bounds` (see :func:`bounded`)."""
@@ -148,6 +149,10 @@ class FewShotMethod(nn.Module):
 
     name: ClassVar[str]
     Options: ClassVar[type[MethodOptions]] = MethodOptions
+    #: The method's training recipes by preset name (``"quick"``, ``"paper"``, ...): each maps
+    #: ``(dataset, n_way, k_shot)`` to a :class:`~methods.recipes.Recipe`. A preset the method
+    #: has no recipe for is an error when asked for, never a silent fallback.
+    recipes: ClassVar[dict[str, RecipeFunction]] = {}
 
     def __init__(self, backbone: nn.Module, options: MethodOptions | None = None) -> None:
         super().__init__()
@@ -183,6 +188,11 @@ class FewShotMethod(nn.Module):
     def loss(self, scores: Tensor, query_y: Tensor) -> Tensor:
         """Scalar training loss of ``[Q, N]`` scores against int64 ``[Q]`` labels."""
         raise NotImplementedError
+
+    @property
+    def feature_channels(self) -> int:
+        """D, the channels of the backbone's feature maps."""
+        return int(cast(int, self.backbone.out_channels))
 
     def head_parameters(self) -> int:
         """Trainable parameters outside the backbone."""

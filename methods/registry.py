@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from .base import FewShotMethod
+from .recipes import Recipe
 
 _METHODS: dict[str, type[FewShotMethod]] = {}
 
@@ -85,6 +86,27 @@ def build_options(name: str, raw: dict[str, Any] | None = None) -> Any:
             raise ValueError(f"unknown option {key!r} for method {name!r}; valid options: {valid}")
         values[key] = _convert(value, hints[key], f"{name}.{key}")
     return options_cls(**values)
+
+
+class MissingRecipeError(ValueError):
+    """A method has no recipe for the preset asked for; the message names what it has."""
+
+
+def method_recipe(name: str, preset: str, dataset: str, n_way: int, k_shot: int) -> Recipe:
+    """Method ``name``'s training recipe under ``preset`` for ``dataset`` at a test setting.
+
+    Raises:
+        MissingRecipeError: the method defines no recipe for ``preset``.
+    """
+    cls = method_class(name)
+    if preset not in cls.recipes:
+        have = ", ".join(sorted(cls.recipes)) or "none"
+        raise MissingRecipeError(
+            f"method {name!r} has no recipe for preset {preset!r} (its recipes: {have}); add one "
+            f"to the 'recipes' of {cls.__name__} in {cls.__module__.replace('.', '/')}.py, or "
+            "choose another preset"
+        )
+    return cls.recipes[preset](dataset, n_way, k_shot)
 
 
 def create_method(

@@ -34,3 +34,18 @@ def test_the_worked_example_registers_a_working_method():
         assert scores.shape == (3, 2)
     finally:
         registry._METHODS.pop("nearest", None)
+
+
+def test_the_python_example_runs_as_written(data_root, omniglot, tmp_path, monkeypatch, capsys):
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## From Python") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.setenv("FEWSHOT_DATA_ROOT", str(data_root))
+    monkeypatch.chdir(tmp_path)  # out="runs/from-python" lands here
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    result = namespace["result"]
+    assert result.ok and len(result.records) == 1
+    assert (tmp_path / "runs" / "from-python" / "omniglot" / "records.jsonl").exists()
+    printed = capsys.readouterr().out
+    assert "| protonet" in printed and "5-way 1-shot" in printed

@@ -73,9 +73,8 @@ def test_unwritable_folder_is_reported_with_the_fix(tmp_path, monkeypatch):
     folder = tmp_path / "cache"
     require_writable_dir(folder / "new")  # creates it
     assert (folder / "new").is_dir() and list((folder / "new").iterdir()) == []
-    with read_only(folder, monkeypatch):
-        with pytest.raises(PermissionError) as caught:
-            require_writable_dir(folder)
+    with read_only(folder, monkeypatch), pytest.raises(PermissionError) as caught:
+        require_writable_dir(folder)
     message = str(caught.value)
     assert f"cache folder {folder} is not writable" in message
     assert "choose another folder with --cache-dir or $FEWSHOT_CACHE_DIR" in message

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.devices import seeded
+from benchmarks.engine.devices import seeded
 from datasets import EpisodeSampler, FewShotSplit
 from methods import Conv4, backbone_config, create_method
 

@@ -1,0 +1,1 @@
+"""How one training group is computed: training, evaluation, devices, timers, environment."""

@@ -1,0 +1,218 @@
+"""The run configuration: what a run is asked to do, checked, and expanded into cells.
+
+:class:`RunConfig` is what ``python -m benchmarks.run`` builds from its flags and config file,
+and what a Python user passes to :func:`benchmarks.run_experiment`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.experiment.cells import Cell
+from benchmarks.experiment.presets import preset, with_overrides
+from datasets.registry import check_scheme, dataset_spec
+from methods import available_methods, build_options, method_class
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run is asked to do; flags, a config file, or both (flags win)."""
+
+    methods: tuple[str, ...] = ()
+    dataset: str = "omniglot"
+    split: str | None = None
+    ways: tuple[int, ...] = (5,)
+    shots: tuple[int, ...] = (1, 5)
+    queries: int = 15
+    train_episodes: int | None = None
+    test_episodes: int = 600
+    seeds: tuple[int, ...] = (0,)
+    preset: str = "quick"
+    device: str = "auto"
+    data_root: str | None = None
+    cache_dir: str | None = None
+    out: str = "runs"
+    reference: str = "results"
+    options: tuple[str, ...] = ()
+    time_budget: float | None = None
+    precision: str = "fp32"
+    force: bool = False
+    quiet: bool = False
+    dry_run: bool = False
+    executor: str = "local"
+    ray_address: str | None = None
+    ray_cpus_per_cell: int = 1
+    ray_gpus_per_cell: float | None = None
+    ray_max_retries: int = 3
+
+
+EXECUTORS = ("local", "ray")
+#: Compute precisions a run can ask for (see ``benchmarks.engine.devices.autocast``).
+PRECISIONS = ("fp32", "bf16")
+
+
+class UsageError(ValueError):
+    """Bad input found before any training started."""
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        why = getattr(error, "strerror", None) or error
+        raise UsageError(f"cannot read config file {path}: {why}") from error
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
+        raise UsageError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {error}") from error
+    if not isinstance(raw, dict):
+        raise UsageError(
+            f"config file {path} must hold an object of options (e.g. {{\"methods\": [\"relnet\"]}}), "
+            f"not a {type(raw).__name__}"
+        )
+    valid = {f.name for f in dataclasses.fields(RunConfig)}
+    values = {key.replace("-", "_"): value for key, value in raw.items()}
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        raise UsageError(
+            f"unknown key(s) {', '.join(unknown)} in {path}; valid keys: {', '.join(sorted(valid))}"
+        )
+    return values
+
+
+def typed_values(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """``values`` checked against the field types of :class:`RunConfig`; lists become tuples.
+
+    A config file's ``ways = "5"``, ``ways = [5.0]`` or ``test_episodes = true`` is an error that
+    names the key, the value and the type expected, never a traceback or a "5.0-way" cell.
+    """
+    hints = typing.get_type_hints(RunConfig)
+    return {key: _typed(key, value, hints[key], where) for key, value in values.items()}
+
+
+def _typed(key: str, value: Any, hint: Any, where: str, listed: bool = False) -> Any:
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return tuple(_typed(key, v, item, where, listed=True) for v in items)
+    kinds = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    if value is None and len(kinds) < len(typing.get_args(hint)):
+        return None
+    kind = kinds[0]
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    expected = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+    raise UsageError(
+        f"{key.replace('_', '-')} in {where} must be {expected.get(kind, kind.__name__)}"
+        f"{' (or a list of them)' if listed else ''}, got {value!r} ({type(value).__name__})"
+    )
+
+
+def checked_config(config: RunConfig) -> RunConfig:
+    """``config`` with values in range, repeated entries merged (``--seeds 0 0`` is one seed) and
+    ``~`` expanded in paths.
+
+    Raises:
+        UsageError: a value out of range (e.g. ``--time-budget -1`` or ``nan``), with the flag
+            and what it accepts.
+    """
+    for label, values in (("--methods", config.methods or ("all",)), ("--ways", config.ways),
+                          ("--shots", config.shots), ("--seeds", config.seeds)):
+        if not values:
+            raise UsageError(f"{label} needs at least one value")
+    limits = (
+        ("--ways", min(config.ways), 2), ("--shots", min(config.shots), 1),
+        ("--queries", config.queries, 1), ("--test-episodes", config.test_episodes, 2),
+        ("--train-episodes", config.train_episodes, 0),
+        ("--ray-cpus-per-cell", config.ray_cpus_per_cell, 1),
+        ("--ray-gpus-per-cell", config.ray_gpus_per_cell, 0),
+        ("--ray-max-retries", config.ray_max_retries, 0),
+    )
+    for label, value, least in limits:
+        if value is not None and not (math.isfinite(value) and value >= least):
+            raise UsageError(f"{label} must be a number >= {least}, got {value}")
+    budget = config.time_budget
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        raise UsageError(
+            f"--time-budget must be a positive number of seconds, got {budget}; leave it out to "
+            "train the preset's full episode count"
+        )
+    def path(value: str | None) -> str | None:
+        return None if value is None else str(Path(value).expanduser())
+
+    return dataclasses.replace(
+        config,
+        methods=_unique(config.methods), ways=_unique(config.ways), shots=_unique(config.shots),
+        seeds=_unique(config.seeds), options=_unique(config.options),
+        out=str(path(config.out)), reference=str(path(config.reference)),
+        data_root=path(config.data_root), cache_dir=path(config.cache_dir),
+    )
+
+
+def _unique(values: tuple) -> tuple:
+    """``values`` without repeats, in first-seen order."""
+    return tuple(dict.fromkeys(values))
+
+
+def method_options(config: RunConfig, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """``METHOD.KEY=VALUE`` strings -> per-method option dicts, each checked against the method.
+
+    Values come back typed (``"true"`` -> ``True``, ``"5"`` -> ``5.0``), so every spelling of
+    one option, and a preset that sets it, give one configuration hash.
+    """
+    parsed: dict[str, dict[str, str]] = {m: {} for m in methods}
+    for item in config.options:
+        target, equals, value = item.partition("=")
+        method, dot, key = target.partition(".")
+        if not equals or not dot or not key:
+            raise UsageError(f"option {item!r} must look like METHOD.KEY=VALUE, e.g. relnet.relation=mlp")
+        method_class(method)
+        if method not in parsed:
+            raise UsageError(f"option {item!r} is for {method!r}, which is not among --methods {' '.join(methods)}")
+        parsed[method][key] = value
+    return {
+        method: {key: getattr(build_options(method, options), key) for key in options}
+        for method, options in parsed.items()
+    }
+
+
+def plan_cells(config: RunConfig, device: str) -> list[Cell]:
+    """Check the configuration and expand it into cells (no data is loaded)."""
+    config = checked_config(config)
+    methods = list(config.methods) or available_methods()
+    for method in methods:
+        method_class(method)
+    options = method_options(config, methods)
+    recipes = preset(config.preset)
+    spec = dataset_spec(config.dataset)
+    split = config.split or spec.default_scheme
+    check_scheme(spec, split)
+    if config.precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {config.precision!r}; valid: {', '.join(PRECISIONS)}")
+    cells = []
+    for method in methods:
+        for way in config.ways:
+            for shot in config.shots:
+                recipe = recipes.recipe(method, way, shot, config.dataset)
+                recipe = dataclasses.replace(recipe, options={**recipe.options, **options[method]})
+                recipe = with_overrides(
+                    recipe, episodes=config.train_episodes, time_budget_s=config.time_budget
+                )
+                for seed in config.seeds:
+                    cells.append(
+                        Cell(method, config.dataset, split, way, shot, config.queries,
+                             config.test_episodes, seed, config.preset, device, recipe,
+                             config.precision)
+                    )
+    return cells
+
+

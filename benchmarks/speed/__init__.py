@@ -1,0 +1,2 @@
+"""Speed tools: the timing suite (``python -m benchmarks.speed``), the race against easyfsl
+(``python -m benchmarks.race``) and the speed-up options (``python -m benchmarks.speedups``)."""

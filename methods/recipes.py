@@ -1,0 +1,135 @@
+"""Training recipes: how a method's model is built and meta-trained for one test setting.
+
+A method owns its recipes (see :meth:`methods.base.FewShotMethod.recipe`); the runner asks the
+method registry for the recipe of a preset, a dataset and a test setting. The field names of
+these dataclasses are part of every record's configuration hash: renaming or removing one
+changes the identity of every committed record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one model is meta-trained.
+
+    Attributes:
+        episodes: training episodes (one optimiser step each).
+        n_way, k_shot, n_query: the shape of training episodes.
+        lr: Adam's initial learning rate.
+        lr_step: episodes between learning-rate decays.
+        lr_gamma: factor applied at each decay.
+        grad_clip: maximum gradient norm, or ``None`` for no clipping.
+        val_every: episodes between validations (0: validate only at the end, if at all).
+        val_episodes: episodes per validation.
+        time_budget_s: stop training after this many wall-clock seconds (``None``: no limit);
+            the result records how many episodes were trained.
+        val_n_way, val_n_query: the shape of validation episodes (their shot is the training
+            shot). ``None`` validates on episodes shaped like the test setting, which ties the
+            trained model to that setting; fixing them lets one model serve several test ways.
+    """
+
+    episodes: int = 1000
+    n_way: int = 5
+    k_shot: int = 1
+    n_query: int = 15
+    lr: float = 1e-3
+    lr_step: int = 2000
+    lr_gamma: float = 0.5
+    grad_clip: float | None = None
+    val_every: int = 250
+    val_episodes: int = 100
+    time_budget_s: float | None = None
+    val_n_way: int | None = None
+    val_n_query: int | None = None
+
+    # Fields added after records were first published: left out of a cell's configuration (and
+    # so of its hash) while unset, so that existing records keep their identity.
+    OPTIONAL_FIELDS = ("val_n_way", "val_n_query")
+
+    def __post_init__(self) -> None:
+        if self.episodes < 0 or self.lr <= 0 or self.lr_step < 1 or self.val_episodes < 1:
+            raise ValueError(
+                f"TrainConfig needs episodes >= 0, lr > 0, lr_step >= 1, val_episodes >= 1; got {self}"
+            )
+        if (self.val_n_way is None) != (self.val_n_query is None):
+            raise ValueError("TrainConfig: set both val_n_way and val_n_query, or neither")
+        if self.val_n_way is not None and self.val_n_query is not None and (
+            self.val_n_way < 2 or self.val_n_query < 1
+        ):
+            raise ValueError(f"TrainConfig needs val_n_way >= 2 and val_n_query >= 1; got {self}")
+
+    @property
+    def validation_fixed(self) -> bool:
+        """Whether validation episodes have their own shape (not the test setting's)."""
+        return self.val_n_way is not None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one method is built and trained for one test setting.
+
+    Attributes:
+        backbone: name of the Conv-4 layout (see ``methods.BACKBONES``).
+        options: the method's options.
+        train: the training configuration (its way/shot/query describe training episodes).
+    """
+
+    backbone: str
+    train: TrainConfig
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+#: ``recipe(dataset, n_way, k_shot) -> Recipe``: a method's recipe for one preset, by the dataset
+#: and the test setting it is trained for.
+RecipeFunction = Callable[[str, int, int], Recipe]
+
+#: Matching Networks' options in the recipes that aim at the published numbers: the cosine
+#: similarities are scaled by a learned temperature (Oreshkin et al., NeurIPS 2018) instead of
+#: a fixed one.
+MATCHNET_LEARNED_SCALE: dict[str, Any] = {"learn_temperature": True}
+
+#: Validation of the ``paper-cpu`` recipes: fixed 20-way episodes of the training shot, so one
+#: model serves the 5-way and the 20-way test; Adam's rate halved every 2,000 episodes.
+PAPER_CPU_VALIDATION: dict[str, Any] = {
+    "lr_step": 2000, "val_every": 1000, "val_episodes": 200, "val_n_way": 20, "val_n_query": 5,
+}
+
+
+def quick_recipe(backbone: str) -> RecipeFunction:
+    """The ``quick`` preset on ``backbone``: sized for a 2-core CPU, 1,000 training episodes of
+    20 ways and 5 queries per class.
+
+    Wide training episodes give many negative pairs per step, which is what lets every method
+    (the Relation Network most of all) reach useful accuracy within 1,000 steps.
+    """
+
+    def recipe(dataset: str, n_way: int, k_shot: int) -> Recipe:
+        return Recipe(
+            backbone=backbone,
+            train=TrainConfig(
+                episodes=1000, n_way=20, k_shot=k_shot, n_query=5,
+                lr_step=500, val_every=250, val_episodes=100,
+            ),
+        )
+
+    return recipe
+
+
+def paper_cpu_recipe(backbone: str, options: dict[str, Any] | None = None) -> RecipeFunction:
+    """The ``paper-cpu`` recipe of a method without one of its own: 20-way episodes of the test
+    shot, 5 queries, the rate halved every 3,000 episodes; 12,000 / 10,000 episodes at 1 / 5
+    shots."""
+
+    def recipe(dataset: str, n_way: int, k_shot: int) -> Recipe:
+        train = TrainConfig(
+            episodes=12000 if k_shot == 1 else 10000, n_way=20, k_shot=k_shot, n_query=5,
+            **{**PAPER_CPU_VALIDATION, "lr_step": 3000},
+        )
+        return Recipe(backbone=backbone, train=train, options=dict(options or {}))
+
+    return recipe

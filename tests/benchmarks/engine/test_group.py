@@ -1,0 +1,63 @@
+"""Episode streams of a cell: training, validation and test shapes; the record of a cell."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from benchmarks.engine.group import compute_group, samplers
+from benchmarks.experiment.config import RunConfig, plan_cells
+from benchmarks.records import Record
+from datasets.registry import LoadedDataset
+from tests.conftest import numbered_split
+
+
+def _dataset(side: int = 4) -> LoadedDataset:
+    split = numbered_split([12] * 64, side=side)
+    return LoadedDataset(name="synthetic", split=lambda scheme, name: split, fingerprint="x",
+                         matches_official=None)
+
+
+def _cell(preset: str, way: int, shot: int):
+    cell = plan_cells(RunConfig(methods=("protonet",), ways=(way,), shots=(shot,), queries=3, preset=preset), "cpu")[0]
+    return dataclasses.replace(cell, dataset="synthetic")
+
+
+def test_validation_follows_the_test_setting_unless_the_recipe_fixes_its_shape():
+    quick = samplers(_cell("quick", 5, 1), _dataset(), ("train", "val", "test"))
+    assert (quick["val"].n_way, quick["val"].k_shot, quick["val"].n_query) == (5, 1, 3)
+    assert (quick["test"].n_way, quick["test"].k_shot, quick["test"].n_query) == (5, 1, 3)
+    assert (quick["train"].n_way, quick["train"].n_query) == (20, 5)
+
+    for way in (5, 20):
+        fixed = samplers(_cell("paper-cpu", way, 1), _dataset(), ("train", "val", "test"))
+        assert (fixed["val"].n_way, fixed["val"].k_shot, fixed["val"].n_query) == (20, 1, 5)
+        assert fixed["test"].n_way == way
+
+
+def test_a_scheme_without_validation_gets_no_validation_stream():
+    streams = samplers(_cell("paper-cpu", 5, 5), _dataset(), ("train", "test"))
+    assert set(streams) == {"train", "test"}
+    assert (streams["train"].n_way, streams["train"].k_shot) == (60, 5)
+
+
+def test_each_cell_is_handed_over_as_a_typed_record_not_yet_stored():
+    config = RunConfig(methods=("protonet",), ways=(2, 3), shots=(1,), queries=1, train_episodes=0,
+                       test_episodes=2, preset="paper-cpu")  # one model serves both settings
+    cells = [dataclasses.replace(cell, dataset="synthetic") for cell in plan_cells(config, "cpu")]
+    assert len({cell.training_hash for cell in cells}) == 1
+    trained, handed = [], []
+    compute_group(cells, _dataset(side=28), ("train", "val", "test"), 1, torch.device("cpu"),
+                  False, None, trained.append,
+                  lambda cell, record, accuracies: handed.append((cell, record, accuracies)))
+    assert len(trained) == 1 and [cell for cell, _, _ in handed] == cells
+    for cell, record, accuracies in handed:
+        assert isinstance(record, Record) and record.extra == {} and record.episodes_file is None
+        assert record.config_hash == cell.config_hash and record.config == cell.config()
+        assert record.test_episodes == len(accuracies) == 2
+        assert record.accuracy == np.mean(accuracies)
+        assert record.train_episodes == 0 and record.best_val_accuracy is None
+        assert record.val_history == [] and record.dataset_matches_official is None
+        assert record.params_total == record.params_backbone + record.params_head
