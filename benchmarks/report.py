@@ -19,7 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default="results", help="results folder (default: results)")
     parser.add_argument(
-        "--embed", metavar="FILE", nargs="*", default=[],
+        "--embed",
+        metavar="FILE",
+        nargs="*",
+        default=[],
         help="also refresh the <!-- table: NAME --> blocks of these documents (e.g. README.md)",
     )
     args = parser.parse_args(argv)

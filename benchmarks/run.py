@@ -45,33 +45,135 @@ def build_parser() -> argparse.ArgumentParser:
         argument_default=argparse.SUPPRESS,
     )
     add = parser.add_argument
-    add("--methods", nargs="+", metavar="NAME", help="methods to compare (default: all registered; see --list)")
+    add(
+        "--methods",
+        nargs="+",
+        metavar="NAME",
+        help="methods to compare (default: all registered; see --list)",
+    )
     add("--dataset", metavar="NAME", help=f"dataset (default: {defaults.dataset})")
-    add("--split", metavar="SCHEME", help="split scheme of the dataset (default: the dataset's standard one, vinyals for omniglot)")
-    add("--ways", nargs="+", type=int, metavar="N", help=f"test ways (default: {' '.join(map(str, defaults.ways))})")
-    add("--shots", nargs="+", type=int, metavar="K", help=f"test shots (default: {' '.join(map(str, defaults.shots))})")
-    add("--queries", type=int, metavar="Q", help=f"test queries per class (default: {defaults.queries})")
+    add(
+        "--split",
+        metavar="SCHEME",
+        help="split scheme of the dataset (default: the dataset's standard one, vinyals for omniglot)",
+    )
+    add(
+        "--ways",
+        nargs="+",
+        type=int,
+        metavar="N",
+        help=f"test ways (default: {' '.join(map(str, defaults.ways))})",
+    )
+    add(
+        "--shots",
+        nargs="+",
+        type=int,
+        metavar="K",
+        help=f"test shots (default: {' '.join(map(str, defaults.shots))})",
+    )
+    add(
+        "--queries",
+        type=int,
+        metavar="Q",
+        help=f"test queries per class (default: {defaults.queries})",
+    )
     add("--train-episodes", type=int, metavar="E", help="override the preset's training episodes")
-    add("--test-episodes", type=int, metavar="E", help=f"test episodes per cell (default: {defaults.test_episodes})")
-    add("--seeds", nargs="+", type=int, metavar="S", help="seeds; each seed is a separately trained model (default: 0)")
-    add("--preset", metavar="NAME", help=f"training recipes: {', '.join(available_presets())} (default: {defaults.preset})")
+    add(
+        "--test-episodes",
+        type=int,
+        metavar="E",
+        help=f"test episodes per cell (default: {defaults.test_episodes})",
+    )
+    add(
+        "--seeds",
+        nargs="+",
+        type=int,
+        metavar="S",
+        help="seeds; each seed is a separately trained model (default: 0)",
+    )
+    add(
+        "--preset",
+        metavar="NAME",
+        help=f"training recipes: {', '.join(available_presets())} (default: {defaults.preset})",
+    )
     add("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (default: auto)")
-    add("--data-root", metavar="DIR", help="folder holding <dataset>/ (default: $FEWSHOT_DATA_ROOT, else ./data)")
-    add("--cache-dir", metavar="DIR", help="preprocessed-data cache (default: $FEWSHOT_CACHE_DIR, else ~/.cache/fewshot-bench)")
-    add("--out", metavar="DIR", help=f"folder for this run's records, checkpoints and tables (default: {defaults.out}; the committed reference results are in {defaults.reference}/)")
-    add("--reference", metavar="DIR", help=f"reference records to print beside this run's numbers, cell by cell (default: {defaults.reference}, the committed ones)")
-    add("--options", nargs="+", metavar="METHOD.KEY=VALUE", help="method options, e.g. relnet.relation=mlp matchnet.fce=true")
-    add("--time-budget", type=float, metavar="SECONDS", help="stop each training after this wall time; the record says how many episodes were trained")
-    add("--precision", choices=PRECISIONS, help="fp32 (default) or bf16 autocast for training and testing")
-    add("--config", metavar="FILE", help="TOML or JSON file with any of these options (flags given here win)")
+    add(
+        "--data-root",
+        metavar="DIR",
+        help="folder holding <dataset>/ (default: $FEWSHOT_DATA_ROOT, else ./data)",
+    )
+    add(
+        "--cache-dir",
+        metavar="DIR",
+        help="preprocessed-data cache (default: $FEWSHOT_CACHE_DIR, else ~/.cache/fewshot-bench)",
+    )
+    add(
+        "--out",
+        metavar="DIR",
+        help=f"folder for this run's records, checkpoints and tables (default: {defaults.out}; the committed reference results are in {defaults.reference}/)",
+    )
+    add(
+        "--reference",
+        metavar="DIR",
+        help=f"reference records to print beside this run's numbers, cell by cell (default: {defaults.reference}, the committed ones)",
+    )
+    add(
+        "--options",
+        nargs="+",
+        metavar="METHOD.KEY=VALUE",
+        help="method options, e.g. relnet.relation=mlp matchnet.fce=true",
+    )
+    add(
+        "--time-budget",
+        type=float,
+        metavar="SECONDS",
+        help="stop each training after this wall time; the record says how many episodes were trained",
+    )
+    add(
+        "--precision",
+        choices=PRECISIONS,
+        help="fp32 (default) or bf16 autocast for training and testing",
+    )
+    add(
+        "--config",
+        metavar="FILE",
+        help="TOML or JSON file with any of these options (flags given here win)",
+    )
     add("--force", action="store_true", help="redo cells that are already recorded")
     add("--quiet", action="store_true", help="no progress bars; one log line per cell")
-    add("--dry-run", action="store_true", help="print the cells, which are already recorded and an estimate of the rest's cost; run nothing")
-    add("--executor", choices=EXECUTORS, help="local: one training run after another in this process (default); ray: training runs as Ray tasks in parallel (needs the ray extra)")
-    add("--ray-address", metavar="ADDR", help="running Ray cluster to use, e.g. auto or HOST:6379 (default: start a local Ray instance)")
-    add("--ray-cpus-per-cell", type=int, metavar="N", help=f"CPUs (and torch threads) per training run under Ray (default: {defaults.ray_cpus_per_cell})")
-    add("--ray-gpus-per-cell", type=float, metavar="F", help="GPUs per training run under Ray, fractions allowed (default: 0.25 with a CUDA device, else 0)")
-    add("--ray-max-retries", type=int, metavar="N", help=f"retries of a training run whose worker died (default: {defaults.ray_max_retries})")
+    add(
+        "--dry-run",
+        action="store_true",
+        help="print the cells, which are already recorded and an estimate of the rest's cost; run nothing",
+    )
+    add(
+        "--executor",
+        choices=EXECUTORS,
+        help="local: one training run after another in this process (default); ray: training runs as Ray tasks in parallel (needs the ray extra)",
+    )
+    add(
+        "--ray-address",
+        metavar="ADDR",
+        help="running Ray cluster to use, e.g. auto or HOST:6379 (default: start a local Ray instance)",
+    )
+    add(
+        "--ray-cpus-per-cell",
+        type=int,
+        metavar="N",
+        help=f"CPUs (and torch threads) per training run under Ray (default: {defaults.ray_cpus_per_cell})",
+    )
+    add(
+        "--ray-gpus-per-cell",
+        type=float,
+        metavar="F",
+        help="GPUs per training run under Ray, fractions allowed (default: 0.25 with a CUDA device, else 0)",
+    )
+    add(
+        "--ray-max-retries",
+        type=int,
+        metavar="N",
+        help=f"retries of a training run whose worker died (default: {defaults.ray_max_retries})",
+    )
     add("--list", action="store_true", help="list methods, datasets and presets, then exit")
     return parser
 
@@ -142,8 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: Any = None, line: str | None = None) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     """Our warnings (a damaged cache moved aside, a torn record line) as one log line each."""
     log(f"warning: {message}")
 

@@ -60,8 +60,15 @@ from datasets.registry import LoadedDataset, dataset_spec
 from methods.registry import UnknownMethodError
 
 #: Errors that stop a run before any training: bad input, missing data, a busy output folder.
-SETUP_ERRORS = (UsageError, ValueError, UnknownMethodError, DatasetNotFoundError, OSError,
-                RayUnavailableError, OutputLockedError)
+SETUP_ERRORS = (
+    UsageError,
+    ValueError,
+    UnknownMethodError,
+    DatasetNotFoundError,
+    OSError,
+    RayUnavailableError,
+    OutputLockedError,
+)
 
 
 @dataclass
@@ -104,8 +111,12 @@ def ray_options(config: RunConfig) -> RayOptions:
     """The Ray settings of ``config``; Ray flags without ``executor="ray"`` are an error."""
     if config.executor not in EXECUTORS:
         raise UsageError(f"unknown executor {config.executor!r}; valid: {', '.join(EXECUTORS)}")
-    options = RayOptions(config.ray_address, config.ray_cpus_per_cell, config.ray_gpus_per_cell,
-                         config.ray_max_retries)
+    options = RayOptions(
+        config.ray_address,
+        config.ray_cpus_per_cell,
+        config.ray_gpus_per_cell,
+        config.ray_max_retries,
+    )
     if config.executor == "local" and options != RayOptions():
         raise UsageError("--ray-* options need --executor ray; add it, or drop them")
     return options
@@ -144,8 +155,10 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
         spec = dataset_spec(config.dataset)
         dataset = spec.load(config.data_root, config.cache_dir, not config.quiet)
     except KeyboardInterrupt:
-        log("interrupted before any training: nothing was recorded, and no cache was left "
-            "half-written; run the same command again")
+        log(
+            "interrupted before any training: nothing was recorded, and no cache was left "
+            "half-written; run the same command again"
+        )
         raise
     splits = spec.schemes[cells[0].split]
     cells = with_data(cells, data_key(dataset, cells[0].split))
@@ -155,15 +168,18 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
         except ValueError as error:
             raise UsageError(f"{cell.label}: {error}") from error
     checked = (
-        RecordCheck(set(), {}) if config.force
+        RecordCheck(set(), {})
+        if config.force
         else check_records(cells, store.records(), dataset.fingerprint)
     )
     for reason in checked.stale.values():
         log(f"warning: {reason}")
     if config.dry_run:
-        checkpoints = set() if config.force else {
-            c.training_hash for c in cells if store.checkpoint_path(c.training_hash).exists()
-        }
+        checkpoints = (
+            set()
+            if config.force
+            else {c.training_hash for c in cells if store.checkpoint_path(c.training_hash).exists()}
+        )
         image_shape = dataset.split(cells[0].split, "test").image_shape
         if session is None:
             how = f"executor local: one training run after another in this process, on {device}"
@@ -172,8 +188,9 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
                 f"executor ray ({options.address or 'a local Ray instance'}): each training run "
                 f"is one task with {options.cpus_per_cell} CPU(s) and {gpus:g} GPU(s), on {device}"
             )
-        plan = describe_plan(cells, checked.done, checkpoints,
-                             CostModel(store.records(), image_shape), how)
+        plan = describe_plan(
+            cells, checked.done, checkpoints, CostModel(store.records(), image_shape), how
+        )
         return ExperimentResult(cells, len(checked.done), plan=plan)
     if session is not None:
         session.check_fits(gpus)
@@ -182,8 +199,11 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
     log(
         f"{len(cells)} cells ({len(cells) - len(pending)} already recorded, skipped), "
         f"{len(groups)} training runs, device {device}, results in {store.root}"
-        + ("" if session is None else
-           f"; on Ray, {options.cpus_per_cell} CPU(s) and {gpus:g} GPU(s) per training run")
+        + (
+            ""
+            if session is None
+            else f"; on Ray, {options.cpus_per_cell} CPU(s) and {gpus:g} GPU(s) per training run"
+        )
     )
     result = ExperimentResult(cells, len(cells) - len(pending))
     finished = 0
@@ -207,12 +227,32 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
     channels = dataset_image_channels(dataset, cells[0])
     try:
         if session is not None:
-            run_on_ray(session, groups, dataset, splits, channels, store, str(device),
-                       config.force, on_record, on_failure, retrain=retrain)
+            run_on_ray(
+                session,
+                groups,
+                dataset,
+                splits,
+                channels,
+                store,
+                str(device),
+                config.force,
+                on_record,
+                on_failure,
+                retrain=retrain,
+            )
         else:
-            run_local(groups, dataset, splits, channels, store, device, not config.quiet,
-                      lambda group: config.force or group[0].training_hash in retrain,
-                      on_record, on_failure)
+            run_local(
+                groups,
+                dataset,
+                splits,
+                channels,
+                store,
+                device,
+                not config.quiet,
+                lambda group: config.force or group[0].training_hash in retrain,
+                on_record,
+                on_failure,
+            )
     except KeyboardInterrupt:
         log(
             f"interrupted: the {finished} cell(s) finished in this run are recorded in "
@@ -262,7 +302,9 @@ def _describe(result: ExperimentResult, config: RunConfig, out: Path) -> None:
     first = result.cells[0]
     kind = "gpu" if first.device.startswith("cuda") else "cpu"
     stem = table_stem(out, first.dataset, first.split, first.preset, kind)
-    result.reference = compare_with_reference(mine, reference, stem.with_name(f"{stem.name}-reference"))
+    result.reference = compare_with_reference(
+        mine, reference, stem.with_name(f"{stem.name}-reference")
+    )
 
 
 def dataset_image_channels(dataset: LoadedDataset, cell: Cell) -> int:

@@ -54,8 +54,7 @@ _CACHE_FORMAT = 1
 #: Where each drawing lies, relative to the archive root or the folder holding the subsets.
 LAYOUT = "{subset}/<Alphabet>/characterNN/XXXX_YY.png"
 _ROOT_HOLDS = (
-    "omniglot/images_background.zip and omniglot/images_evaluation.zip (or their extracted "
-    "folders)"
+    "omniglot/images_background.zip and omniglot/images_evaluation.zip (or their extracted folders)"
 )
 
 
@@ -136,7 +135,9 @@ def load_omniglot(
     return _from_payload(payload, source=", ".join(str(p) for p in sources.values()))
 
 
-def omniglot_split(data: OmniglotImages, scheme: str = "vinyals", split: str = "train") -> FewShotSplit:
+def omniglot_split(
+    data: OmniglotImages, scheme: str = "vinyals", split: str = "train"
+) -> FewShotSplit:
     """The classes of ``split`` under ``scheme`` (``"vinyals"`` or ``"lake"``) as a FewShotSplit.
 
     Under ``"vinyals"`` each character at each of the four rotations is its own class.

@@ -44,21 +44,33 @@ class DatasetSpec:
     summary: str
     schemes: dict[str, tuple[str, ...]]
     default_scheme: str
-    load: Callable[[str | os.PathLike[str] | None, str | os.PathLike[str] | None, bool], LoadedDataset]
+    load: Callable[
+        [str | os.PathLike[str] | None, str | os.PathLike[str] | None, bool], LoadedDataset
+    ]
 
 
-def _loaded(name: str, split: Callable[[str, str], FewShotSplit], fingerprint: str,
-            matches_official: bool | None) -> LoadedDataset:
+def _loaded(
+    name: str,
+    split: Callable[[str, str], FewShotSplit],
+    fingerprint: str,
+    matches_official: bool | None,
+) -> LoadedDataset:
     """A LoadedDataset whose splits are built once per (scheme, split) and then reused."""
-    return LoadedDataset(name, functools.lru_cache(maxsize=None)(split), fingerprint, matches_official)
+    return LoadedDataset(
+        name, functools.lru_cache(maxsize=None)(split), fingerprint, matches_official
+    )
 
 
 def _load_omniglot(root, cache_dir, progress) -> LoadedDataset:
     from .omniglot import load_omniglot, omniglot_split
 
     data = load_omniglot(root, cache_dir=cache_dir, progress=progress)
-    return _loaded("omniglot", lambda scheme, split: omniglot_split(data, scheme, split),
-                   data.fingerprint, data.matches_official)
+    return _loaded(
+        "omniglot",
+        lambda scheme, split: omniglot_split(data, scheme, split),
+        data.fingerprint,
+        data.matches_official,
+    )
 
 
 def _omniglot_spec() -> DatasetSpec:
@@ -81,8 +93,9 @@ def _learn2learn_spec(name: str) -> DatasetSpec:
         from .learn2learn_sets import load_learn2learn_set, standard_split
 
         data = load_learn2learn_set(name, root, cache_dir=cache_dir, progress=progress)
-        return _loaded(name, lambda scheme, split: standard_split(data, scheme, split),
-                       data.fingerprint, None)
+        return _loaded(
+            name, lambda scheme, split: standard_split(data, scheme, split), data.fingerprint, None
+        )
 
     return DatasetSpec(
         name=name,
@@ -97,8 +110,9 @@ def _load_folder(root, cache_dir, progress) -> LoadedDataset:
     from .folder import folder_split, load_folder
 
     data = load_folder(root, cache_dir=cache_dir, progress=progress)
-    return _loaded("folder", lambda scheme, split: folder_split(data, scheme, split),
-                   data.fingerprint, None)
+    return _loaded(
+        "folder", lambda scheme, split: folder_split(data, scheme, split), data.fingerprint, None
+    )
 
 
 def _folder_spec() -> DatasetSpec:

@@ -154,4 +154,3 @@ class Conv4(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters of ``module``."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-

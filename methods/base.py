@@ -197,7 +197,9 @@ class FewShotMethod(nn.Module):
     def head_parameters(self) -> int:
         """Trainable parameters outside the backbone."""
         backbone = {id(p) for p in self.backbone.parameters()}
-        return sum(p.numel() for p in self.parameters() if p.requires_grad and id(p) not in backbone)
+        return sum(
+            p.numel() for p in self.parameters() if p.requires_grad and id(p) not in backbone
+        )
 
 
 def check_episode(support_x: Tensor, support_y: Tensor, query_x: Tensor) -> int:

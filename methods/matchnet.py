@@ -83,10 +83,16 @@ def _paper(dataset: str, n_way: int, k_shot: int) -> Recipe:
         backbone="conv4",
         options=dict(MATCHNET_LEARNED_SCALE),
         train=TrainConfig(
-            episodes=20_000, n_way=n_way, k_shot=k_shot, n_query=15 if n_way == 5 else 5,
-            lr_step=2000, val_every=1000, val_episodes=300,
+            episodes=20_000,
+            n_way=n_way,
+            k_shot=k_shot,
+            n_query=15 if n_way == 5 else 5,
+            lr_step=2000,
+            val_every=1000,
+            val_episodes=300,
         ),
     )
+
 
 @register_method
 class MatchingNet(FewShotMethod):
@@ -103,7 +109,8 @@ class MatchingNet(FewShotMethod):
     #: with the learned scale. With the scale fixed at 10 the same training stays 1.9-2.4 points
     #: under the published 20-way numbers (CPU and GPU runs, see the README).
     recipes: ClassVar[dict[str, RecipeFunction]] = {
-        "quick": quick_recipe("conv4"), "paper": _paper,
+        "quick": quick_recipe("conv4"),
+        "paper": _paper,
         "paper-cpu": paper_cpu_recipe("conv4", MATCHNET_LEARNED_SCALE),
     }
 

@@ -18,8 +18,13 @@ def _paper(dataset: str, n_way: int, k_shot: int) -> Recipe:
     return Recipe(
         backbone="conv4",
         train=TrainConfig(
-            episodes=20_000, n_way=60, k_shot=k_shot, n_query=5,
-            lr_step=2000, val_every=1000, val_episodes=300,
+            episodes=20_000,
+            n_way=60,
+            k_shot=k_shot,
+            n_query=5,
+            lr_step=2000,
+            val_every=1000,
+            val_episodes=300,
         ),
     )
 
@@ -28,10 +33,14 @@ def _paper_cpu(dataset: str, n_way: int, k_shot: int) -> Recipe:
     """Snell et al.'s recipe (60-way, 5 queries, training shot = test shot) for 3,000 / 1,500
     episodes instead of training to convergence."""
     train = TrainConfig(
-        episodes=3000 if k_shot == 1 else 1500, n_way=60, k_shot=k_shot, n_query=5,
+        episodes=3000 if k_shot == 1 else 1500,
+        n_way=60,
+        k_shot=k_shot,
+        n_query=5,
         **PAPER_CPU_VALIDATION,
     )
     return Recipe(backbone="conv4", train=train)
+
 
 @register_method
 class PrototypicalNet(FewShotMethod):
@@ -39,7 +48,9 @@ class PrototypicalNet(FewShotMethod):
 
     name = "protonet"
     recipes: ClassVar[dict[str, RecipeFunction]] = {
-        "quick": quick_recipe("conv4"), "paper": _paper, "paper-cpu": _paper_cpu,
+        "quick": quick_recipe("conv4"),
+        "paper": _paper,
+        "paper-cpu": _paper_cpu,
     }
 
     def scores_from_features(

@@ -58,8 +58,10 @@ class TrainConfig:
             )
         if (self.val_n_way is None) != (self.val_n_query is None):
             raise ValueError("TrainConfig: set both val_n_way and val_n_query, or neither")
-        if self.val_n_way is not None and self.val_n_query is not None and (
-            self.val_n_way < 2 or self.val_n_query < 1
+        if (
+            self.val_n_way is not None
+            and self.val_n_query is not None
+            and (self.val_n_way < 2 or self.val_n_query < 1)
         ):
             raise ValueError(f"TrainConfig needs val_n_way >= 2 and val_n_query >= 1; got {self}")
 
@@ -96,7 +98,11 @@ MATCHNET_LEARNED_SCALE: dict[str, Any] = {"learn_temperature": True}
 #: Validation of the ``paper-cpu`` recipes: fixed 20-way episodes of the training shot, so one
 #: model serves the 5-way and the 20-way test; Adam's rate halved every 2,000 episodes.
 PAPER_CPU_VALIDATION: dict[str, Any] = {
-    "lr_step": 2000, "val_every": 1000, "val_episodes": 200, "val_n_way": 20, "val_n_query": 5,
+    "lr_step": 2000,
+    "val_every": 1000,
+    "val_episodes": 200,
+    "val_n_way": 20,
+    "val_n_query": 5,
 }
 
 
@@ -112,8 +118,13 @@ def quick_recipe(backbone: str) -> RecipeFunction:
         return Recipe(
             backbone=backbone,
             train=TrainConfig(
-                episodes=1000, n_way=20, k_shot=k_shot, n_query=5,
-                lr_step=500, val_every=250, val_episodes=100,
+                episodes=1000,
+                n_way=20,
+                k_shot=k_shot,
+                n_query=5,
+                lr_step=500,
+                val_every=250,
+                val_episodes=100,
             ),
         )
 
@@ -127,7 +138,10 @@ def paper_cpu_recipe(backbone: str, options: dict[str, Any] | None = None) -> Re
 
     def recipe(dataset: str, n_way: int, k_shot: int) -> Recipe:
         train = TrainConfig(
-            episodes=12000 if k_shot == 1 else 10000, n_way=20, k_shot=k_shot, n_query=5,
+            episodes=12000 if k_shot == 1 else 10000,
+            n_way=20,
+            k_shot=k_shot,
+            n_query=5,
             **{**PAPER_CPU_VALIDATION, "lr_step": 3000},
         )
         return Recipe(backbone=backbone, train=train, options=dict(options or {}))

@@ -62,7 +62,10 @@ def option_choices(name: str) -> list[str]:
         values = [default]
         if typing.get_origin(hints[field.name]) is typing.Literal:
             values += [v for v in typing.get_args(hints[field.name]) if v != default]
-        described.append(f"{field.name}=" + "|".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values))
+        described.append(
+            f"{field.name}="
+            + "|".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values)
+        )
     return described
 
 

@@ -152,8 +152,13 @@ def _paper(dataset: str, n_way: int, k_shot: int) -> Recipe:
     return Recipe(
         backbone="conv4-relnet",
         train=TrainConfig(
-            episodes=1_000_000, n_way=n_way, k_shot=k_shot, n_query=queries,
-            lr_step=100_000, val_every=5000, val_episodes=300,
+            episodes=1_000_000,
+            n_way=n_way,
+            k_shot=k_shot,
+            n_query=queries,
+            lr_step=100_000,
+            val_every=5000,
+            val_episodes=300,
         ),
     )
 
@@ -165,13 +170,18 @@ def _paper_cpu(dataset: str, n_way: int, k_shot: int) -> Recipe:
     3,000 (8,000 episodes halved every 2,000 left it 0.2 / 0.6 points short at 5- / 20-way)."""
     if k_shot == 1:
         train = TrainConfig(
-            episodes=15000, n_way=20, k_shot=1, n_query=10,
+            episodes=15000,
+            n_way=20,
+            k_shot=1,
+            n_query=10,
             **{**PAPER_CPU_VALIDATION, "lr_step": 3000},
         )
     else:
-        train = TrainConfig(episodes=4000, n_way=20, k_shot=k_shot, n_query=5,
-                            **PAPER_CPU_VALIDATION)
+        train = TrainConfig(
+            episodes=4000, n_way=20, k_shot=k_shot, n_query=5, **PAPER_CPU_VALIDATION
+        )
     return Recipe(backbone="conv4-relnet", train=train)
+
 
 @register_method
 class RelationNet(FewShotMethod):
@@ -182,7 +192,9 @@ class RelationNet(FewShotMethod):
     options: RelationNetOptions
     #: The quick recipe keeps the paper's embedding layout (64x5x5 maps on 28x28 input).
     recipes: ClassVar[dict[str, RecipeFunction]] = {
-        "quick": quick_recipe("conv4-relnet"), "paper": _paper, "paper-cpu": _paper_cpu,
+        "quick": quick_recipe("conv4-relnet"),
+        "paper": _paper,
+        "paper-cpu": _paper_cpu,
     }
 
     def __init__(self, backbone: nn.Module, options: RelationNetOptions | None = None) -> None:

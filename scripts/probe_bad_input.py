@@ -43,22 +43,48 @@ class Probe:
     data_root: Path
     cache: Path
 
-    def run(self, *flags: str, env: dict[str, str] | None = None, out: Path | None = None,
-            cache: Path | None = None) -> tuple[int, str]:
+    def run(
+        self,
+        *flags: str,
+        env: dict[str, str] | None = None,
+        out: Path | None = None,
+        cache: Path | None = None,
+    ) -> tuple[int, str]:
         """``(exit code, stderr)`` of one run on CPU, quiet, into ``out`` (default a new folder)."""
         command = self.command(*flags, out=out, cache=cache)
-        result = subprocess.run(command, cwd=self.work, capture_output=True, text=True,
-                                env={**self.env(), **(env or {})}, timeout=900)
+        result = subprocess.run(
+            command,
+            cwd=self.work,
+            capture_output=True,
+            text=True,
+            env={**self.env(), **(env or {})},
+            timeout=900,
+        )
         return result.returncode, result.stderr
 
     def command(self, *flags: str, out: Path | None = None, cache: Path | None = None) -> list[str]:
         out = out or Path(tempfile.mkdtemp(dir=self.work, prefix="out-"))
-        return [sys.executable, "-m", "benchmarks.run", "--quiet", "--device", "cpu",
-                "--out", str(out), "--cache-dir", str(cache or self.cache), *flags]
+        return [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(cache or self.cache),
+            *flags,
+        ]
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "FEWSHOT_DATA_ROOT": str(self.data_root),
-                "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        return {
+            **os.environ,
+            "FEWSHOT_DATA_ROOT": str(self.data_root),
+            "PYTHONPATH": str(REPO),
+            "OMP_NUM_THREADS": "1",
+        }
 
     def folder(self, name: str, classes: int = 40, seed: int = 0) -> Path:
         """A class-folder dataset of ``classes`` classes x 6 random 8x8 PNGs."""
@@ -71,8 +97,9 @@ class Probe:
                 Image.fromarray(pixels).save(root / f"class{c:02d}" / f"{i}.png")
         return root
 
-    def omniglot_root(self, name: str, members: dict[str, bytes] | None = None,
-                      raw: bytes | None = None) -> Path:
+    def omniglot_root(
+        self, name: str, members: dict[str, bytes] | None = None, raw: bytes | None = None
+    ) -> Path:
         """A data root whose ``omniglot/images_background.zip`` holds ``members`` (or is the bytes
         ``raw``) beside the real evaluation archive."""
         root = self.work / name / "omniglot"
@@ -110,8 +137,12 @@ def first_line(stderr: str) -> str:
 def tmpfs(path: Path, options: str) -> Iterator[bool]:
     """Mount a small tmpfs at ``path`` when this process may (root); yields whether it did."""
     path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                             capture_output=True).returncode == 0
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
     try:
         yield mounted
     finally:
@@ -150,8 +181,17 @@ def damaged_omniglot_cache(p: Probe) -> tuple[int, str]:
 
 def damaged_converted_cache(p: Probe) -> tuple[int, str]:
     root, cache = p.folder("data-cache"), p.work / "cache-converted"
-    flags = ("--dataset", "folder", "--data-root", str(root), "--shots", "1", "--queries", "2",
-             "--dry-run")
+    flags = (
+        "--dataset",
+        "folder",
+        "--data-root",
+        str(root),
+        "--shots",
+        "1",
+        "--queries",
+        "2",
+        "--dry-run",
+    )
     p.run(*flags, cache=cache)
     for array in cache.glob("folder-*/all.npy"):
         array.write_bytes(array.read_bytes()[:1000])
@@ -161,9 +201,12 @@ def damaged_converted_cache(p: Probe) -> tuple[int, str]:
 
 def two_runs_at_once(p: Probe) -> tuple[int, str]:
     out = p.work / "out-lock"
-    first = subprocess.Popen(p.command("--methods", "protonet", "--shots", "1",
-                                       "--train-episodes", "100000", out=out),
-                             cwd=p.work, env=p.env(), stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        p.command("--methods", "protonet", "--shots", "1", "--train-episodes", "100000", out=out),
+        cwd=p.work,
+        env=p.env(),
+        stderr=subprocess.DEVNULL,
+    )
     try:
         lock = out / "omniglot" / ".lock"
         deadline = time.monotonic() + 60
@@ -213,8 +256,9 @@ def full_disk(p: Probe) -> tuple[int, str]:
         return _line(p.run("--dry-run", cache=p.work / "full"))
 
 
-def omniglot_archive(members: dict[str, bytes] | None = None,
-                     raw: Callable[[Probe], bytes] | None = None) -> Callable[[Probe], tuple[int, str]]:
+def omniglot_archive(
+    members: dict[str, bytes] | None = None, raw: Callable[[Probe], bytes] | None = None
+) -> Callable[[Probe], tuple[int, str]]:
     def case(p: Probe) -> tuple[int, str]:
         name = f"root-{len(list(p.work.glob('root-*')))}"
         root = p.omniglot_root(name, members, raw(p) if raw else None)
@@ -239,13 +283,26 @@ def truncated_zip(p: Probe) -> bytes:
 def huge_image(p: Probe) -> tuple[int, str]:
     root = p.folder("data-huge")
     Image.new("1", (14000, 14000)).save(root / "class00" / "huge.png")
-    return _line(p.run("--dataset", "folder", "--data-root", str(root), "--dry-run",
-                       cache=p.work / "cache-huge"))
+    return _line(
+        p.run(
+            "--dataset",
+            "folder",
+            "--data-root",
+            str(root),
+            "--dry-run",
+            cache=p.work / "cache-huge",
+        )
+    )
 
 
 def ctrl_c_during_decode(p: Probe) -> tuple[int, str]:
-    process = subprocess.Popen(p.command("--dry-run", cache=p.work / "cache-interrupted"),
-                               cwd=p.work, env=p.env(), stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        p.command("--dry-run", cache=p.work / "cache-interrupted"),
+        cwd=p.work,
+        env=p.env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(4)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
@@ -257,18 +314,33 @@ def home_in_config(p: Probe) -> tuple[int, str]:
     home = p.work / "home"
     home.mkdir()
     path = p.work / "home.toml"
-    path.write_text('out = "~/x"\n' + "\n".join(
-        f"{k} = {json.dumps(v)}" for k, v in
-        {"methods": ["protonet"], "shots": [1], "train_episodes": 1, "test_episodes": 3}.items()
-    ))
+    path.write_text(
+        'out = "~/x"\n'
+        + "\n".join(
+            f"{k} = {json.dumps(v)}"
+            for k, v in {
+                "methods": ["protonet"],
+                "shots": [1],
+                "train_episodes": 1,
+                "test_episodes": 3,
+            }.items()
+        )
+    )
     command = [a for a in p.command("--config", str(path)) if a]
     out = command.index("--out")
-    del command[out: out + 2]
-    result = subprocess.run(command, cwd=p.work, capture_output=True, text=True,
-                            env={**p.env(), "HOME": str(home)}, timeout=900)
+    del command[out : out + 2]
+    result = subprocess.run(
+        command,
+        cwd=p.work,
+        capture_output=True,
+        text=True,
+        env={**p.env(), "HOME": str(home)},
+        timeout=900,
+    )
     written = (home / "x" / "omniglot" / "records.jsonl").exists()
-    return result.returncode, (f"records in $HOME/x: {written}; a folder named '~' made: "
-                               f"{(p.work / '~').exists()}")
+    return result.returncode, (
+        f"records in $HOME/x: {written}; a folder named '~' made: {(p.work / '~').exists()}"
+    )
 
 
 def macos_metadata(p: Probe) -> tuple[int, str]:
@@ -282,8 +354,19 @@ def macos_metadata(p: Probe) -> tuple[int, str]:
 
 def class_too_small(p: Probe) -> tuple[int, str]:
     root = p.folder("data-small")
-    return _line(p.run("--dataset", "folder", "--data-root", str(root), "--shots", "5",
-                       "--queries", "1", "--dry-run"))
+    return _line(
+        p.run(
+            "--dataset",
+            "folder",
+            "--data-root",
+            str(root),
+            "--shots",
+            "5",
+            "--queries",
+            "1",
+            "--dry-run",
+        )
+    )
 
 
 def episodes_file_outside(p: Probe) -> tuple[int, str]:
@@ -292,8 +375,13 @@ def episodes_file_outside(p: Probe) -> tuple[int, str]:
     records = out / "omniglot" / "records.jsonl"
     record = json.loads(records.read_text())
     records.write_text(json.dumps({**record, "episodes_file": "../../../../etc/passwd"}) + "\n")
-    result = subprocess.run([sys.executable, "-m", "benchmarks.report", "--out", str(out)],
-                            cwd=p.work, capture_output=True, text=True, env=p.env())
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.report", "--out", str(out)],
+        cwd=p.work,
+        capture_output=True,
+        text=True,
+        env=p.env(),
+    )
     return result.returncode, first_line(result.stderr + result.stdout)
 
 
@@ -304,8 +392,9 @@ def torn_line_warned_once(p: Probe) -> tuple[int, str]:
         records.write('{"config_hash": "abc", "accur')
     _, first = p.run(*TINY, out=out)
     code, second = p.run(*TINY, out=out)
-    return code, (f"first rerun: {first_line(first)[:70]}...; second rerun warns: "
-                  f"{'warning' in second}")
+    return code, (
+        f"first rerun: {first_line(first)[:70]}...; second rerun warns: {'warning' in second}"
+    )
 
 
 def _line(result: tuple[int, str]) -> tuple[int, str]:
@@ -326,8 +415,10 @@ CASES: list[tuple[str, Callable[[Probe], tuple[int, str]]]] = [
     ("--data-root is a file", data_root_is_a_file),
     ("read-only --cache-dir", read_only_cache),
     ("zip with corrupt member data", omniglot_archive(raw=corrupt_member)),
-    ("zip member one folder too deep", omniglot_archive(
-        {"images_background/extra/Alpha/character01/0001_01.png": png()})),
+    (
+        "zip member one folder too deep",
+        omniglot_archive({"images_background/extra/Alpha/character01/0001_01.png": png()}),
+    ),
     ("truncated zip", omniglot_archive(raw=truncated_zip)),
     ("random-bytes zip", omniglot_archive(raw=lambda p: np.random.default_rng(0).bytes(4096))),
     ("empty zip", omniglot_archive({})),
@@ -339,8 +430,10 @@ CASES: list[tuple[str, Callable[[Probe], tuple[int, str]]]] = [
     ("matchnet.fce_steps=-3", flags("--methods", "matchnet", "--options", "matchnet.fce_steps=-3")),
     ("config ways = [5.0]", config_file("ways = [5.0]\n")),
     ('config out = "~/x"', home_in_config),
-    ("matchnet.temperature=nan", flags("--methods", "matchnet", "--options",
-                                       "matchnet.temperature=nan")),
+    (
+        "matchnet.temperature=nan",
+        flags("--methods", "matchnet", "--options", "matchnet.temperature=nan"),
+    ),
     ("macOS metadata in a class folder", macos_metadata),
     ("class too small for the training episodes", class_too_small),
     ("episodes_file outside the output folder", episodes_file_outside),
@@ -350,8 +443,11 @@ CASES: list[tuple[str, Callable[[Probe], tuple[int, str]]]] = [
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", default=os.environ.get("FEWSHOT_DATA_ROOT", "data"),
-                        help="folder holding omniglot/ (default: $FEWSHOT_DATA_ROOT, else ./data)")
+    parser.add_argument(
+        "--data-root",
+        default=os.environ.get("FEWSHOT_DATA_ROOT", "data"),
+        help="folder holding omniglot/ (default: $FEWSHOT_DATA_ROOT, else ./data)",
+    )
     parser.add_argument("--only", nargs="*", help="run only cases whose name contains one of these")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fewshot-probe-") as work:

@@ -52,9 +52,13 @@ def numbered_split(
     """A synthetic split whose image ``i`` is filled with the value ``i`` (mod 256) everywhere,
     so an episode's pixels tell which images it drew."""
     total = sum(class_sizes)
-    images = (torch.arange(total) % 256).to(torch.uint8).view(total, 1, 1, 1).expand(
-        total, 1, side, side
-    ).contiguous()
+    images = (
+        (torch.arange(total) % 256)
+        .to(torch.uint8)
+        .view(total, 1, 1, 1)
+        .expand(total, 1, side, side)
+        .contiguous()
+    )
     sizes = torch.tensor(class_sizes)
     return FewShotSplit(
         name="synthetic/numbered",

@@ -23,7 +23,9 @@ def test_tox_and_the_setup_script_install_the_same_extras():
     setup = (REPO / "scripts" / "setup.sh").read_text()
     default = re.search(r'extras="\$\{1-([\w,]+)\}"', setup).group(1)
     assert tox_extras == set(default.split(","))
-    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
     assert tox_extras <= set(declared)
 
 

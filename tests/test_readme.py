@@ -30,7 +30,9 @@ def test_the_worked_example_registers_a_working_method():
         expected = -torch.tensor([[1.0, 25.0], [9.0, 1.0]])
         assert torch.equal(method(support_x, support_y, query_x), expected)
         built = create_method("nearest", Conv4(1))
-        scores = built(torch.rand(4, 1, 28, 28), torch.tensor([0, 0, 1, 1]), torch.rand(3, 1, 28, 28))
+        scores = built(
+            torch.rand(4, 1, 28, 28), torch.tensor([0, 0, 1, 1]), torch.rand(3, 1, 28, 28)
+        )
         assert scores.shape == (3, 2)
     finally:
         registry._METHODS.pop("nearest", None)

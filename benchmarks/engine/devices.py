@@ -25,7 +25,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device is None or device.type not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but CUDA is not available; use --device cpu or auto")
+        raise ValueError(
+            "--device cuda was requested but CUDA is not available; use --device cpu or auto"
+        )
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise ValueError(
             f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "

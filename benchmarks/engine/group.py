@@ -37,7 +37,9 @@ def build_method(cell: Cell, image_channels: int) -> FewShotMethod:
         return create_method(cell.method, backbone, cell.recipe.options)
 
 
-def samplers(cell: Cell, dataset: LoadedDataset, splits: tuple[str, ...]) -> dict[str, EpisodeSampler]:
+def samplers(
+    cell: Cell, dataset: LoadedDataset, splits: tuple[str, ...]
+) -> dict[str, EpisodeSampler]:
     """Training, validation (when the scheme has one) and test samplers of ``cell``.
 
     Constructing them checks that the settings fit the splits, so calling this for every cell
@@ -118,8 +120,13 @@ def compute_group(
     else:
         streams = samplers(first, dataset, splits)
         trained = train(
-            method, streams["train"], first.recipe.train, device,
-            val_sampler=streams.get("val"), progress=progress, description=f"train {first.method}",
+            method,
+            streams["train"],
+            first.recipe.train,
+            device,
+            val_sampler=streams.get("val"),
+            progress=progress,
+            description=f"train {first.method}",
             precision=first.precision,
         )
         on_trained({"state_dict": method.state_dict(), "train_result": asdict(trained)})
@@ -131,8 +138,13 @@ def compute_group(
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         result = evaluate(
-            method, test_sampler, cell.test_episodes, device, progress,
-            description=f"test {cell.method} {cell.setting}", precision=cell.precision,
+            method,
+            test_sampler,
+            cell.test_episodes,
+            device,
+            progress,
+            description=f"test {cell.method} {cell.setting}",
+            precision=cell.precision,
             warmup_episodes=EVAL_WARMUP_EPISODES,
         )
         memory, memory_kind = peak_memory_mb(device)

@@ -114,11 +114,15 @@ def train(
         running_count += 1
         if progress and index % 10 == 0:
             best = result.best_val_accuracy
-            bar.set_postfix(loss=f"{loss_value:.4f}", best_val="-" if best is None else f"{best:.4f}")
+            bar.set_postfix(
+                loss=f"{loss_value:.4f}", best_val="-" if best is None else f"{best:.4f}"
+            )
         if config.val_every and (index + 1) % config.val_every == 0 and index + 1 < config.episodes:
             validate(index + 1)
     bar.close()
-    if result.episodes_trained and (not result.history or result.history[-1]["episode"] != result.episodes_trained):
+    if result.episodes_trained and (
+        not result.history or result.history[-1]["episode"] != result.episodes_trained
+    ):
         validate(result.episodes_trained)
     if best_state is not None:
         method.load_state_dict(best_state)

@@ -32,8 +32,17 @@ def run_local(
     ``on_failure`` and the others still run. ``retrain(group)``: ignore its saved checkpoint."""
     for group in groups:
         try:
-            run_group(group, dataset, splits, image_channels, store, device, progress,
-                      retrain(group), on_record)
+            run_group(
+                group,
+                dataset,
+                splits,
+                image_channels,
+                store,
+                device,
+                progress,
+                retrain(group),
+                on_record,
+            )
         except NonFiniteLossError as error:
             on_failure(group, str(error))
 
@@ -67,8 +76,9 @@ def run_group(
 
     checkpoint = None if force else store.load_checkpoint(first.training_hash)
     try:
-        compute_group(cells, dataset, splits, image_channels, device, progress, checkpoint, save,
-                      append)
+        compute_group(
+            cells, dataset, splits, image_channels, device, progress, checkpoint, save, append
+        )
     except CheckpointMismatchError as error:
         store.discard_checkpoint(first.training_hash, str(error))
         compute_group(cells, dataset, splits, image_channels, device, progress, None, save, append)

@@ -124,8 +124,11 @@ class RaySession:
                 else:
                     ray.init(address=self.options.address, logging_level="warning")
             except (ConnectionError, ValueError, RuntimeError) as error:
-                where = (f"the cluster at --ray-address {self.options.address}"
-                         if self.options.address else "a local Ray instance")
+                where = (
+                    f"the cluster at --ray-address {self.options.address}"
+                    if self.options.address
+                    else "a local Ray instance"
+                )
                 raise RayUnavailableError(
                     f"cannot start or reach {where} ({error.__class__.__name__}: {error}); start a "
                     "cluster with `ray start --head` and pass --ray-address auto (or its HOST:PORT) "
@@ -196,7 +199,9 @@ class ShippedDataset:
     matches_official: bool | None
 
     @classmethod
-    def of(cls, dataset: LoadedDataset, scheme: str, split_names: tuple[str, ...]) -> ShippedDataset:
+    def of(
+        cls, dataset: LoadedDataset, scheme: str, split_names: tuple[str, ...]
+    ) -> ShippedDataset:
         splits = {(scheme, name): dataset.split(scheme, name) for name in split_names}
         return cls(dataset.name, splits, dataset.fingerprint, dataset.matches_official)
 
@@ -205,7 +210,9 @@ class ShippedDataset:
 
     def loaded(self) -> LoadedDataset:
         return LoadedDataset(
-            name=self.name, split=self.split, fingerprint=self.fingerprint,
+            name=self.name,
+            split=self.split,
+            fingerprint=self.fingerprint,
             matches_official=self.matches_official,
         )
 
@@ -248,8 +255,15 @@ def run_group_task(
         output.cells.append((record, accuracies))
 
     compute_group(
-        cells, data.loaded(), splits, image_channels, target, False, checkpoint,
-        keep_checkpoint, keep_cell,
+        cells,
+        data.loaded(),
+        splits,
+        image_channels,
+        target,
+        False,
+        checkpoint,
+        keep_checkpoint,
+        keep_cell,
     )
     return output
 
@@ -294,8 +308,9 @@ def run_on_ray(
     for group in groups:
         reuse = not force and group[0].training_hash not in retrain
         checkpoint = store.load_checkpoint(group[0].training_hash) if reuse else None
-        ref = task.remote(group, data, splits, image_channels, device, options.cpus_per_cell,
-                          checkpoint, fault)
+        ref = task.remote(
+            group, data, splits, image_channels, device, options.cpus_per_cell, checkpoint, fault
+        )
         pending[ref] = group
 
     def collect(ref: Any) -> None:
@@ -328,7 +343,9 @@ def run_on_ray(
             for ref in ready:
                 collect(ref)
     except KeyboardInterrupt:
-        finished, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0) if pending else ([], [])
+        finished, _ = (
+            ray.wait(list(pending), num_returns=len(pending), timeout=0) if pending else ([], [])
+        )
         for ref in finished:
             collect(ref)
         for ref in pending:

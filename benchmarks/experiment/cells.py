@@ -104,8 +104,12 @@ def data_key(dataset: LoadedDataset, scheme: str) -> str | None:
     spec = dataset_spec(dataset.name)
     for split_name in spec.schemes[scheme]:
         split = dataset.split(scheme, split_name)
-        parts[split_name] = [list(split.class_names), split.mean, split.std,
-                             split.class_rotation.tolist()]
+        parts[split_name] = [
+            list(split.class_names),
+            split.mean,
+            split.std,
+            split.class_rotation.tolist(),
+        ]
     return _hash(parts)
 
 

@@ -71,10 +71,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
-        raise UsageError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {error}") from error
+        raise UsageError(
+            f"config file {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {error}"
+        ) from error
     if not isinstance(raw, dict):
         raise UsageError(
-            f"config file {path} must hold an object of options (e.g. {{\"methods\": [\"relnet\"]}}), "
+            f'config file {path} must hold an object of options (e.g. {{"methods": ["relnet"]}}), '
             f"not a {type(raw).__name__}"
         )
     valid = {f.name for f in dataclasses.fields(RunConfig)}
@@ -125,13 +127,19 @@ def checked_config(config: RunConfig) -> RunConfig:
         UsageError: a value out of range (e.g. ``--time-budget -1`` or ``nan``), with the flag
             and what it accepts.
     """
-    for label, values in (("--methods", config.methods or ("all",)), ("--ways", config.ways),
-                          ("--shots", config.shots), ("--seeds", config.seeds)):
+    for label, values in (
+        ("--methods", config.methods or ("all",)),
+        ("--ways", config.ways),
+        ("--shots", config.shots),
+        ("--seeds", config.seeds),
+    ):
         if not values:
             raise UsageError(f"{label} needs at least one value")
     limits = (
-        ("--ways", min(config.ways), 2), ("--shots", min(config.shots), 1),
-        ("--queries", config.queries, 1), ("--test-episodes", config.test_episodes, 2),
+        ("--ways", min(config.ways), 2),
+        ("--shots", min(config.shots), 1),
+        ("--queries", config.queries, 1),
+        ("--test-episodes", config.test_episodes, 2),
         ("--train-episodes", config.train_episodes, 0),
         ("--ray-cpus-per-cell", config.ray_cpus_per_cell, 1),
         ("--ray-gpus-per-cell", config.ray_gpus_per_cell, 0),
@@ -146,15 +154,21 @@ def checked_config(config: RunConfig) -> RunConfig:
             f"--time-budget must be a positive number of seconds, got {budget}; leave it out to "
             "train the preset's full episode count"
         )
+
     def path(value: str | None) -> str | None:
         return None if value is None else str(Path(value).expanduser())
 
     return dataclasses.replace(
         config,
-        methods=_unique(config.methods), ways=_unique(config.ways), shots=_unique(config.shots),
-        seeds=_unique(config.seeds), options=_unique(config.options),
-        out=str(path(config.out)), reference=str(path(config.reference)),
-        data_root=path(config.data_root), cache_dir=path(config.cache_dir),
+        methods=_unique(config.methods),
+        ways=_unique(config.ways),
+        shots=_unique(config.shots),
+        seeds=_unique(config.seeds),
+        options=_unique(config.options),
+        out=str(path(config.out)),
+        reference=str(path(config.reference)),
+        data_root=path(config.data_root),
+        cache_dir=path(config.cache_dir),
     )
 
 
@@ -174,10 +188,14 @@ def method_options(config: RunConfig, methods: list[str]) -> dict[str, dict[str,
         target, equals, value = item.partition("=")
         method, dot, key = target.partition(".")
         if not equals or not dot or not key:
-            raise UsageError(f"option {item!r} must look like METHOD.KEY=VALUE, e.g. relnet.relation=mlp")
+            raise UsageError(
+                f"option {item!r} must look like METHOD.KEY=VALUE, e.g. relnet.relation=mlp"
+            )
         method_class(method)
         if method not in parsed:
-            raise UsageError(f"option {item!r} is for {method!r}, which is not among --methods {' '.join(methods)}")
+            raise UsageError(
+                f"option {item!r} is for {method!r}, which is not among --methods {' '.join(methods)}"
+            )
         parsed[method][key] = value
     return {
         method: {key: getattr(build_options(method, options), key) for key in options}
@@ -209,10 +227,19 @@ def plan_cells(config: RunConfig, device: str) -> list[Cell]:
                 )
                 for seed in config.seeds:
                     cells.append(
-                        Cell(method, config.dataset, split, way, shot, config.queries,
-                             config.test_episodes, seed, config.preset, device, recipe,
-                             config.precision)
+                        Cell(
+                            method,
+                            config.dataset,
+                            split,
+                            way,
+                            shot,
+                            config.queries,
+                            config.test_episodes,
+                            seed,
+                            config.preset,
+                            device,
+                            recipe,
+                            config.precision,
+                        )
                     )
     return cells
-
-

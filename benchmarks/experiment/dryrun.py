@@ -36,12 +36,23 @@ class Estimate:
 
 def _train_shape(cell_or_config: Any) -> tuple[Any, ...]:
     train = cell_or_config["recipe"]["train"]
-    return (train["n_way"], train["k_shot"], train["n_query"], train["val_every"], train["val_episodes"])
+    return (
+        train["n_way"],
+        train["k_shot"],
+        train["n_query"],
+        train["val_every"],
+        train["val_episodes"],
+    )
 
 
 def _common(config: dict[str, Any]) -> tuple[Any, ...]:
-    return (config["method"], config["recipe"]["backbone"], config.get("precision", "fp32"),
-            config["device"].split(":")[0], str(config["recipe"].get("options")))
+    return (
+        config["method"],
+        config["recipe"]["backbone"],
+        config.get("precision", "fp32"),
+        config["device"].split(":")[0],
+        str(config["recipe"].get("options")),
+    )
 
 
 class RecordedCost(Protocol):

@@ -35,12 +35,19 @@ class Preset:
 _PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
-        Preset("quick", "default; 1,000 training episodes (20-way, 5 queries), minutes per model "
-               "on a 2-core CPU"),
-        Preset("paper", "each method's published training recipe (up to 1M episodes); meant for "
-               "a GPU"),
-        Preset("paper-cpu", "the published recipes shortened for a CPU (about 2.2 core-hours for "
-               "all 12 Omniglot cells); one model per method and shot serves 5- and 20-way tests"),
+        Preset(
+            "quick",
+            "default; 1,000 training episodes (20-way, 5 queries), minutes per model "
+            "on a 2-core CPU",
+        ),
+        Preset(
+            "paper", "each method's published training recipe (up to 1M episodes); meant for a GPU"
+        ),
+        Preset(
+            "paper-cpu",
+            "the published recipes shortened for a CPU (about 2.2 core-hours for "
+            "all 12 Omniglot cells); one model per method and shot serves 5- and 20-way tests",
+        ),
     )
 }
 

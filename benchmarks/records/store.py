@@ -211,7 +211,9 @@ class RecordStore:
     def save_checkpoint(self, training_hash: str, payload: dict[str, Any]) -> None:
         """Write ``payload`` (``state_dict`` and ``train_result``) atomically."""
         self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.checkpoint_path(training_hash), lambda stream: torch.save(payload, stream))
+        atomic_write(
+            self.checkpoint_path(training_hash), lambda stream: torch.save(payload, stream)
+        )
 
     def load_checkpoint(self, training_hash: str) -> dict[str, Any] | None:
         """The saved payload, or None when there is none or it cannot be used.
@@ -230,8 +232,8 @@ class RecordStore:
             return None
         if not isinstance(payload, dict) or not {"state_dict", "train_result"} <= payload.keys():
             self._move_aside(
-                training_hash, "it holds no 'state_dict' and 'train_result' (not a checkpoint of "
-                "this suite)"
+                training_hash,
+                "it holds no 'state_dict' and 'train_result' (not a checkpoint of this suite)",
             )
             return None
         return payload

@@ -50,8 +50,14 @@ def write_plots(records: pd.DataFrame, stem: Path, labels: pd.Series | None = No
     settings = setting_order(frame["setting"].tolist())
     hues = list(dict.fromkeys(frame["label"]))
     sns.barplot(
-        frame, x="setting", y="accuracy_pct", hue="label", order=settings, hue_order=hues,
-        errorbar=None, ax=axis,
+        frame,
+        x="setting",
+        y="accuracy_pct",
+        hue="label",
+        order=settings,
+        hue_order=hues,
+        errorbar=None,
+        ax=axis,
     )
     _legend_outside(axis, title="method")
     per_bar = _mean_and_ci(frame).set_index(["label", "setting"])
@@ -62,28 +68,57 @@ def write_plots(records: pd.DataFrame, stem: Path, labels: pd.Series | None = No
             axis.errorbar(centre, mean, yerr=half, fmt="none", ecolor="black", capsize=3)
     low = (per_bar["accuracy_pct"] - per_bar["ci_pct"]).min()
     axis.set_ylim(max(0.0, low - 2), 100)
-    axis.set(xlabel="", ylabel="test accuracy (%) ± 95% CI", title="Accuracy per method and setting")
+    axis.set(
+        xlabel="", ylabel="test accuracy (%) ± 95% CI", title="Accuracy per method and setting"
+    )
     written.append(_save(figure, plt, stem, "accuracy"))
 
     figure, axis = plt.subplots(figsize=(6.4, 4.0))
-    sns.scatterplot(frame, x="eval_wall_ms_per_episode", y="accuracy_pct", hue="label", style="setting", s=80, ax=axis)
-    axis.set(xlabel="ms per test episode (wall)", ylabel="test accuracy (%)", title="Accuracy against cost")
+    sns.scatterplot(
+        frame,
+        x="eval_wall_ms_per_episode",
+        y="accuracy_pct",
+        hue="label",
+        style="setting",
+        s=80,
+        ax=axis,
+    )
+    axis.set(
+        xlabel="ms per test episode (wall)",
+        ylabel="test accuracy (%)",
+        title="Accuracy against cost",
+    )
     _legend_outside(axis)
     written.append(_save(figure, plt, stem, "cost"))
 
     history = [
-        {"label": r.label, "validated on": _validation_setting(r), "episode": h["episode"],
-         "val_pct": 100 * h["val_accuracy"]}
+        {
+            "label": r.label,
+            "validated on": _validation_setting(r),
+            "episode": h["episode"],
+            "val_pct": 100 * h["val_accuracy"],
+        }
         for r in frame.drop_duplicates("training_hash").itertuples()
         for h in (r.val_history or [])
     ]
     if history:
         figure, axis = plt.subplots(figsize=(6.4, 4.0))
         sns.lineplot(
-            pd.DataFrame(history), x="episode", y="val_pct", hue="label", style="validated on",
-            marker="o", errorbar=("ci", 95), seed=0, ax=axis,  # seeded bootstrap: same PNG every time
+            pd.DataFrame(history),
+            x="episode",
+            y="val_pct",
+            hue="label",
+            style="validated on",
+            marker="o",
+            errorbar=("ci", 95),
+            seed=0,
+            ax=axis,  # seeded bootstrap: same PNG every time
         )
-        axis.set(xlabel="training episodes", ylabel="validation accuracy (%)", title="Validation during training")
+        axis.set(
+            xlabel="training episodes",
+            ylabel="validation accuracy (%)",
+            title="Validation during training",
+        )
         _legend_outside(axis)
         written.append(_save(figure, plt, stem, "validation"))
     return written
@@ -101,7 +136,9 @@ def _mean_and_ci(frame: pd.DataFrame) -> pd.DataFrame:
             half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / len(values) ** 0.5
         else:
             half = float(part["ci_pct"].iloc[0])
-        rows.append({"label": label, "setting": setting, "accuracy_pct": values.mean(), "ci_pct": half})
+        rows.append(
+            {"label": label, "setting": setting, "accuracy_pct": values.mean(), "ci_pct": half}
+        )
     return pd.DataFrame(rows)
 
 

@@ -15,15 +15,21 @@ class Published:
     source: str
 
 
-_RELNET = "Sung et al., Learning to Compare: Relation Network for Few-Shot Learning, CVPR 2018, Table 1"
+_RELNET = (
+    "Sung et al., Learning to Compare: Relation Network for Few-Shot Learning, CVPR 2018, Table 1"
+)
 _PROTONET = "Snell et al., Prototypical Networks for Few-shot Learning, NeurIPS 2017, Table 1"
 _MATCHNET = (
     "Vinyals et al., Matching Networks for One Shot Learning, NeurIPS 2016, Table 1 "
     "(cosine, no fine-tuning)"
 )
 
-_RELNET_MINI = "Sung et al., Learning to Compare, CVPR 2018, Table 2 (their miniImageNet relation module)"
-_PROTONET_MINI = "Snell et al., Prototypical Networks, NeurIPS 2017, Table 2 (Euclidean, 30-/20-way training)"
+_RELNET_MINI = (
+    "Sung et al., Learning to Compare, CVPR 2018, Table 2 (their miniImageNet relation module)"
+)
+_PROTONET_MINI = (
+    "Snell et al., Prototypical Networks, NeurIPS 2017, Table 2 (Euclidean, 30-/20-way training)"
+)
 _MATCHNET_MINI = (
     "Ravi & Larochelle, Optimization as a Model for Few-Shot Learning, ICLR 2017, Table 1 "
     "(Matching Networks with FCE, their re-run)"

@@ -57,20 +57,32 @@ def reference_frame(mine: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame
         ref = found.get(r.key)
         ours, ours_ci = 100 * r.accuracy, 100 * r.ci95
         row = {
-            "method": r.label, "setting": r.setting, "n_way": int(r.n_way),
-            "k_shot": int(r.k_shot), "seed": int(r.seed),
-            "accuracy_pct": ours, "ci95_pct": ours_ci,
-            "reference_pct": math.nan, "reference_ci95_pct": math.nan,
-            "diff_points": math.nan, "combined_ci95_points": math.nan, "within_ci": None,
-            "device_name": r.device_name, "reference_device_name": None,
-            "config_hash": r.config_hash, "reference_config_hash": None,
+            "method": r.label,
+            "setting": r.setting,
+            "n_way": int(r.n_way),
+            "k_shot": int(r.k_shot),
+            "seed": int(r.seed),
+            "accuracy_pct": ours,
+            "ci95_pct": ours_ci,
+            "reference_pct": math.nan,
+            "reference_ci95_pct": math.nan,
+            "diff_points": math.nan,
+            "combined_ci95_points": math.nan,
+            "within_ci": None,
+            "device_name": r.device_name,
+            "reference_device_name": None,
+            "config_hash": r.config_hash,
+            "reference_config_hash": None,
         }
         if ref is not None:
             theirs, theirs_ci = 100 * ref["accuracy"], 100 * ref["ci95"]
             combined = math.hypot(ours_ci, theirs_ci)
             row.update(
-                reference_pct=theirs, reference_ci95_pct=theirs_ci, diff_points=ours - theirs,
-                combined_ci95_points=combined, within_ci=bool(abs(ours - theirs) <= combined),
+                reference_pct=theirs,
+                reference_ci95_pct=theirs_ci,
+                diff_points=ours - theirs,
+                combined_ci95_points=combined,
+                within_ci=bool(abs(ours - theirs) <= combined),
                 reference_device_name=ref["device_name"],
                 reference_config_hash=ref["config_hash"],
             )
@@ -83,17 +95,22 @@ def reference_table(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in frame.itertuples():
         known = r.within_ci is not None
-        rows.append({
-            "method": r.method,
-            "setting": r.setting,
-            "seed": r.seed,
-            "yours": f"{r.accuracy_pct:.2f} ± {r.ci95_pct:.2f}",
-            "reference": f"{r.reference_pct:.2f} ± {r.reference_ci95_pct:.2f}" if known else "-",
-            "yours - reference": f"{r.diff_points:+.2f} (CI ±{r.combined_ci95_points:.2f})"
-            if known else "-",
-            "within the CIs": ("yes" if r.within_ci else "no") if known else "no reference",
-            "reference made on": r.reference_device_name if known else "-",
-        })
+        rows.append(
+            {
+                "method": r.method,
+                "setting": r.setting,
+                "seed": r.seed,
+                "yours": f"{r.accuracy_pct:.2f} ± {r.ci95_pct:.2f}",
+                "reference": f"{r.reference_pct:.2f} ± {r.reference_ci95_pct:.2f}"
+                if known
+                else "-",
+                "yours - reference": f"{r.diff_points:+.2f} (CI ±{r.combined_ci95_points:.2f})"
+                if known
+                else "-",
+                "within the CIs": ("yes" if r.within_ci else "no") if known else "no reference",
+                "reference made on": r.reference_device_name if known else "-",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -108,9 +125,7 @@ def reference_caption(reference_dir: Path) -> str:
     )
 
 
-def compare_with_reference(
-    mine: pd.DataFrame, reference_dir: Path, stem: Path
-) -> str | None:
+def compare_with_reference(mine: pd.DataFrame, reference_dir: Path, stem: Path) -> str | None:
     """Write ``stem.md`` (display) and ``stem.csv`` (numeric) comparing ``mine`` with the records
     under ``reference_dir``; returns the Markdown text, or None when ``mine`` is empty."""
     if mine.empty:
@@ -119,7 +134,9 @@ def compare_with_reference(
     if not reference.empty:
         reference = reference[reference["dataset"].isin(set(mine["dataset"]))]
     frame = reference_frame(mine, reference)
-    text = f"{reference_caption(reference_dir)}\n\n{reference_table(frame).to_markdown(index=False)}\n"
+    text = (
+        f"{reference_caption(reference_dir)}\n\n{reference_table(frame).to_markdown(index=False)}\n"
+    )
     stem.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(stem.with_suffix(".csv"), index=False)
     stem.with_suffix(".md").write_text(text)

@@ -36,7 +36,13 @@ def paired_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     else:
         t_p = float(stats.ttest_rel(a, b).pvalue)
         wilcoxon_p = float(stats.wilcoxon(a, b).pvalue)
-    return {"mean": float(difference.mean()), "ci95": half, "t_p": t_p, "wilcoxon_p": wilcoxon_p, "episodes": n}
+    return {
+        "mean": float(difference.mean()),
+        "ci95": half,
+        "t_p": t_p,
+        "wilcoxon_p": wilcoxon_p,
+        "episodes": n,
+    }
 
 
 def paired_frame(
@@ -57,23 +63,29 @@ def paired_frame(
     """
     rows = []
     keyed = records.assign(label=labels)
-    for (setting, seed, episodes), group in keyed.groupby(["setting", "seed", "test_episodes"], sort=False):
+    for (setting, seed, episodes), group in keyed.groupby(
+        ["setting", "seed", "test_episodes"], sort=False
+    ):
         ordered = group.sort_values("label")
         for (_, first), (_, second) in itertools.combinations(ordered.iterrows(), 2):
-            result = paired_difference(accuracies[first.config_hash], accuracies[second.config_hash])
-            rows.append({
-                "setting": setting,
-                "n_way": int(first.n_way),
-                "k_shot": int(first.k_shot),
-                "seed": int(seed),
-                "method_a": first.label,
-                "method_b": second.label,
-                "diff_points": 100 * result["mean"],
-                "ci95_points": 100 * result["ci95"],
-                "p_paired_t": result["t_p"],
-                "p_wilcoxon": result["wilcoxon_p"],
-                "episodes": int(episodes),
-            })
+            result = paired_difference(
+                accuracies[first.config_hash], accuracies[second.config_hash]
+            )
+            rows.append(
+                {
+                    "setting": setting,
+                    "n_way": int(first.n_way),
+                    "k_shot": int(first.k_shot),
+                    "seed": int(seed),
+                    "method_a": first.label,
+                    "method_b": second.label,
+                    "diff_points": 100 * result["mean"],
+                    "ci95_points": 100 * result["ci95"],
+                    "p_paired_t": result["t_p"],
+                    "p_wilcoxon": result["wilcoxon_p"],
+                    "episodes": int(episodes),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -82,19 +94,21 @@ def paired_table(paired: pd.DataFrame) -> pd.DataFrame:
     p-values to two significant digits."""
     if paired.empty:
         return pd.DataFrame()
-    return pd.DataFrame({
-        "setting": paired["setting"],
-        "seed": paired["seed"],
-        "method A": paired["method_a"],
-        "method B": paired["method_b"],
-        "A - B (points)": [
-            f"{diff:+.2f} ± {half:.2f}"
-            for diff, half in zip(paired["diff_points"], paired["ci95_points"])
-        ],
-        "paired t p": paired["p_paired_t"].map(lambda p: f"{p:.2g}"),
-        "Wilcoxon p": paired["p_wilcoxon"].map(lambda p: f"{p:.2g}"),
-        "episodes": paired["episodes"],
-    })
+    return pd.DataFrame(
+        {
+            "setting": paired["setting"],
+            "seed": paired["seed"],
+            "method A": paired["method_a"],
+            "method B": paired["method_b"],
+            "A - B (points)": [
+                f"{diff:+.2f} ± {half:.2f}"
+                for diff, half in zip(paired["diff_points"], paired["ci95_points"])
+            ],
+            "paired t p": paired["p_paired_t"].map(lambda p: f"{p:.2g}"),
+            "Wilcoxon p": paired["p_wilcoxon"].map(lambda p: f"{p:.2g}"),
+            "episodes": paired["episodes"],
+        }
+    )
 
 
 def across_seeds(means: np.ndarray) -> tuple[float, float]:
@@ -132,9 +146,14 @@ def _seed_rows(label: str, setting: str, group: pd.DataFrame) -> list[dict]:
     """The long-form rows of one variant and setting (``group`` ordered by seed)."""
     mean, half = across_seeds(group["accuracy"].to_numpy())
     summary = {
-        "method": group["method"].iloc[0], "variant": label, "setting": setting,
-        "n_way": int(group["n_way"].iloc[0]), "k_shot": int(group["k_shot"].iloc[0]),
-        "seeds": len(group), "mean_pct": 100 * mean, "ci95_across_seeds_pct": 100 * half,
+        "method": group["method"].iloc[0],
+        "variant": label,
+        "setting": setting,
+        "n_way": int(group["n_way"].iloc[0]),
+        "k_shot": int(group["k_shot"].iloc[0]),
+        "seeds": len(group),
+        "mean_pct": 100 * mean,
+        "ci95_across_seeds_pct": 100 * half,
     }
     return [
         {**summary, "seed": int(r.seed), "accuracy_pct": 100 * r.accuracy, "ci95_pct": 100 * r.ci95}
@@ -150,13 +169,15 @@ def seeds_table(seeds: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (label, setting), group in seeds.groupby(["variant", "setting"], sort=False):
         first = group.iloc[0]
-        rows.append({
-            "method": label,
-            "setting": setting,
-            "seeds": first.seeds,
-            "per seed (± episode CI)": ", ".join(
-                f"{r.seed}: {r.accuracy_pct:.2f} ± {r.ci95_pct:.2f}" for r in group.itertuples()
-            ),
-            "mean ± CI across seeds": f"{first.mean_pct:.2f} ± {first.ci95_across_seeds_pct:.2f}",
-        })
+        rows.append(
+            {
+                "method": label,
+                "setting": setting,
+                "seeds": first.seeds,
+                "per seed (± episode CI)": ", ".join(
+                    f"{r.seed}: {r.accuracy_pct:.2f} ± {r.ci95_pct:.2f}" for r in group.itertuples()
+                ),
+                "mean ± CI across seeds": f"{first.mean_pct:.2f} ± {first.ci95_across_seeds_pct:.2f}",
+            }
+        )
     return pd.DataFrame(rows)

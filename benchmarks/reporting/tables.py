@@ -190,11 +190,34 @@ _RENAMED = {
 
 #: The columns of ``<stem>.csv``, in order (see the module docstring).
 RECORD_COLUMNS = [
-    "method", "variant", "method_options", "backbone", "dataset", "split", "preset", "n_way",
-    "k_shot", "setting", "seed", "accuracy_pct", "ci95_pct", "test_episodes", "train_episodes",
-    "train_wall_s", "ms_per_episode", "device_ms_per_episode", "device_clock", "params_total",
-    "params_backbone", "params_head", "flops_per_episode", "precision", "device_name",
-    "config_hash", "training_hash", "dataset_fingerprint",
+    "method",
+    "variant",
+    "method_options",
+    "backbone",
+    "dataset",
+    "split",
+    "preset",
+    "n_way",
+    "k_shot",
+    "setting",
+    "seed",
+    "accuracy_pct",
+    "ci95_pct",
+    "test_episodes",
+    "train_episodes",
+    "train_wall_s",
+    "ms_per_episode",
+    "device_ms_per_episode",
+    "device_clock",
+    "params_total",
+    "params_backbone",
+    "params_head",
+    "flops_per_episode",
+    "precision",
+    "device_name",
+    "config_hash",
+    "training_hash",
+    "dataset_fingerprint",
 ]
 
 
@@ -253,7 +276,9 @@ def write_tables(out: Path) -> list[Path]:
         caption = table_caption(group)
         labels = method_labels(group)
         _write_table(stem, table, records_frame(group, labels), caption)
-        latex = table.to_latex(index=False, caption=caption.replace("%", r"\%").replace("±", r"$\pm$"))
+        latex = table.to_latex(
+            index=False, caption=caption.replace("%", r"\%").replace("±", r"$\pm$")
+        )
         stem.with_suffix(".tex").write_text(latex.replace("±", r"$\pm$"))
         written.append(stem.with_suffix(".md"))
         store = RecordStore(Path(out) / dataset)
@@ -261,20 +286,26 @@ def write_tables(out: Path) -> list[Path]:
         intro = first_line(group)
         paired = paired_frame(group, accuracies, labels)
         _write_table(
-            stem.with_name(f"{stem.name}-paired"), paired_table(paired), paired,
+            stem.with_name(f"{stem.name}-paired"),
+            paired_table(paired),
+            paired,
             f"{intro}: paired differences of per-episode test accuracy (the methods saw identical "
             "episodes); ± is the 95% CI of the mean difference.",
         )
         seeds = seeds_frame(group, labels)
         _write_table(
-            stem.with_name(f"{stem.name}-seeds"), seeds_table(seeds), seeds,
+            stem.with_name(f"{stem.name}-seeds"),
+            seeds_table(seeds),
+            seeds,
             f"{intro}: per-seed accuracy (± 95% CI over test episodes), the mean over seeds and "
             "its 95% CI across seeds (Student's t).",
         )
         sources = sorted({PUBLISHED[k].source for k in _published_keys(group)})
         published = published_frame(group, labels)
         _write_table(
-            stem.with_name(f"{stem.name}-published"), published_table(published), published,
+            stem.with_name(f"{stem.name}-published"),
+            published_table(published),
+            published,
             f"{intro}: ours (mean ± 95% CI over test episodes, per seed) next to the published "
             "accuracy. 'within tolerance': |ours - published| at most 1 point at 5-way and 2 "
             "points at 20-way, the bar for shortened (CPU) training; 'train time' is that of the "
@@ -318,7 +349,8 @@ def published_frame(records: pd.DataFrame, labels: pd.Series | None = None) -> p
     labels = method_labels(records) if labels is None else labels
     ordered = records.assign(label=labels).sort_values(["label", "n_way", "k_shot", "seed"])
     rows = [
-        _published_row(r, PUBLISHED[_cell_key(r)]) for r in ordered.itertuples()
+        _published_row(r, PUBLISHED[_cell_key(r)])
+        for r in ordered.itertuples()
         if _cell_key(r) in PUBLISHED
     ]
     return pd.DataFrame(rows)
@@ -354,27 +386,31 @@ def published_table(published: pd.DataFrame) -> pd.DataFrame:
     ``mean ± CI``, the difference, yes/no verdicts and the training time in minutes."""
     if published.empty:
         return pd.DataFrame()
-    return pd.DataFrame({
-        "method": published["variant"],
-        "setting": published["setting"],
-        "seed": published["seed"],
-        "ours": [
-            f"{ours:.2f} ± {half:.2f}"
-            for ours, half in zip(published["ours_pct"], published["ci95_pct"])
-        ],
-        "published": [
-            _as_published(p) + (f" ± {_as_published(h)}" if pd.notna(h) and h else "")
-            for p, h in zip(published["published_pct"], published["published_ci95_pct"])
-        ],
-        "ours - published": published["diff_points"].map(lambda d: f"{d:+.2f}"),
-        "published in our CI": published["published_in_ci"].map(_yes_no),
-        "within tolerance": [
-            f"{_yes_no(within)} (±{allowed:.0f})"
-            for within, allowed in zip(published["within_tolerance"], published["tolerance_points"])
-        ],
-        "train episodes": published["train_episodes"],
-        "train time": published["train_wall_s"].map(lambda s: f"{s / 60:.1f} min"),
-    })
+    return pd.DataFrame(
+        {
+            "method": published["variant"],
+            "setting": published["setting"],
+            "seed": published["seed"],
+            "ours": [
+                f"{ours:.2f} ± {half:.2f}"
+                for ours, half in zip(published["ours_pct"], published["ci95_pct"])
+            ],
+            "published": [
+                _as_published(p) + (f" ± {_as_published(h)}" if pd.notna(h) and h else "")
+                for p, h in zip(published["published_pct"], published["published_ci95_pct"])
+            ],
+            "ours - published": published["diff_points"].map(lambda d: f"{d:+.2f}"),
+            "published in our CI": published["published_in_ci"].map(_yes_no),
+            "within tolerance": [
+                f"{_yes_no(within)} (±{allowed:.0f})"
+                for within, allowed in zip(
+                    published["within_tolerance"], published["tolerance_points"]
+                )
+            ],
+            "train episodes": published["train_episodes"],
+            "train time": published["train_wall_s"].map(lambda s: f"{s / 60:.1f} min"),
+        }
+    )
 
 
 def _yes_no(value: bool) -> str:

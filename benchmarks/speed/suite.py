@@ -22,9 +22,18 @@ REPO = Path(__file__).resolve().parents[2]
 def run_suite(json_path: Path, extra: list[str]) -> int:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "pytest", str(REPO / "tests" / "timing"), "--timing", "-q",
-        "-p", "no:cacheprovider", f"--benchmark-json={json_path}", "--benchmark-disable-gc",
-        "--benchmark-columns=median,iqr,rounds", *extra,
+        sys.executable,
+        "-m",
+        "pytest",
+        str(REPO / "tests" / "timing"),
+        "--timing",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--benchmark-json={json_path}",
+        "--benchmark-disable-gc",
+        "--benchmark-columns=median,iqr,rounds",
+        *extra,
     ]
     return subprocess.run(command, cwd=REPO).returncode
 
@@ -35,11 +44,18 @@ def timing_frame(report: dict) -> pd.DataFrame:
     for bench in report["benchmarks"]:
         info, stats = bench["extra_info"], bench["stats"]
         median = stats["median"]
-        rows.append({
-            "setting": info["setting"], "phase": info["phase"], "variant": info["variant"],
-            "median_ms": 1e3 * median, "iqr_ms": 1e3 * stats["iqr"], "rounds": stats["rounds"],
-            "gflop": info["flops"] / 1e9, "gflops_per_s": info["flops"] / 1e9 / median,
-        })
+        rows.append(
+            {
+                "setting": info["setting"],
+                "phase": info["phase"],
+                "variant": info["variant"],
+                "median_ms": 1e3 * median,
+                "iqr_ms": 1e3 * stats["iqr"],
+                "rounds": stats["rounds"],
+                "gflop": info["flops"] / 1e9,
+                "gflops_per_s": info["flops"] / 1e9 / median,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -75,7 +91,12 @@ def markdown_report(report: dict) -> str:
         part = models[models["phase"] == phase]
         table = part.pivot(index="variant", columns="setting", values="median_ms")
         table = table[list(dict.fromkeys(part["setting"]))]
-        lines += [f"## {phase.capitalize()}: median ms per episode", "", table.round(2).to_markdown(), ""]
+        lines += [
+            f"## {phase.capitalize()}: median ms per episode",
+            "",
+            table.round(2).to_markdown(),
+            "",
+        ]
         flops = part.pivot(index="variant", columns="setting", values="gflops_per_s")[table.columns]
         share = (100 * flops / peak.gflops_per_s).round(1)
         lines += [
@@ -86,27 +107,36 @@ def markdown_report(report: dict) -> str:
         ]
         if {"relnet", "relnet-naive"} <= set(table.index):
             ratio = (table.loc["relnet-naive"] / table.loc["relnet"]).round(2)
-            lines += [f"relnet-naive / relnet time ratio ({phase}): " + ", ".join(
-                f"{s}: {r}x" for s, r in ratio.items()), ""]
+            lines += [
+                f"relnet-naive / relnet time ratio ({phase}): "
+                + ", ".join(f"{s}: {r}x" for s, r in ratio.items()),
+                "",
+            ]
     if not data.empty:
         compute = models[(models["phase"] == "inference") & (models["variant"] == "protonet")]
         compute = compute.set_index("setting")["median_ms"]
         lines += [
             "## Data time vs compute time (one test episode)",
             "",
-            pd.DataFrame({
-                "episode assembly ms": data["median_ms"].round(3),
-                "protonet inference ms": compute.reindex(data.index).round(2),
-            }).to_markdown(),
+            pd.DataFrame(
+                {
+                    "episode assembly ms": data["median_ms"].round(3),
+                    "protonet inference ms": compute.reindex(data.index).round(2),
+                }
+            ).to_markdown(),
             "",
         ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out", default=str(REPO / "results" / "timing"), help="report folder")
-    parser.add_argument("--report-only", action="store_true", help="rewrite README.md from the existing JSON")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite README.md from the existing JSON"
+    )
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments, e.g. -k protonet")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -114,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         code = run_suite(json_path, args.pytest_args)
         if code != 0:
-            print(f"the timing suite failed (pytest exit {code}); report not written", file=sys.stderr)
+            print(
+                f"the timing suite failed (pytest exit {code}); report not written", file=sys.stderr
+            )
             return code
     report = json.loads(json_path.read_text())
     (out / "README.md").write_text(markdown_report(report) + "\n")

@@ -48,10 +48,27 @@ def test_a_method_from_another_module_runs_under_its_own_paper_recipe(
 ):
     monkeypatch.setenv("FEWSHOT_DATA_ROOT", str(data_root))
     out = tmp_path / "out"
-    code = main(["--methods", "toy", "--preset", "paper", "--shots", "1", "--test-episodes", "3",
-                 "--out", str(out), "--quiet", "--device", "cpu"])
+    code = main(
+        [
+            "--methods",
+            "toy",
+            "--preset",
+            "paper",
+            "--shots",
+            "1",
+            "--test-episodes",
+            "3",
+            "--out",
+            str(out),
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
-    (record,) = [json.loads(line) for line in (out / "omniglot" / "records.jsonl").read_text().splitlines()]
+    (record,) = [
+        json.loads(line) for line in (out / "omniglot" / "records.jsonl").read_text().splitlines()
+    ]
     assert record["method"] == "toy" and record["preset"] == "paper"
     assert record["config"]["recipe"]["train"]["episodes"] == 3  # the toy's recipe, not quick's
     assert record["train_episodes"] == 3

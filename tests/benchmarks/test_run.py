@@ -55,9 +55,26 @@ def test_help_is_complete(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for flag in ("--methods", "--dataset", "--split", "--ways", "--shots", "--queries",
-                 "--train-episodes", "--test-episodes", "--seeds", "--preset", "--device",
-                 "--data-root", "--out", "--options", "--config", "--list", "--force", "--quiet"):
+    for flag in (
+        "--methods",
+        "--dataset",
+        "--split",
+        "--ways",
+        "--shots",
+        "--queries",
+        "--train-episodes",
+        "--test-episodes",
+        "--seeds",
+        "--preset",
+        "--device",
+        "--data-root",
+        "--out",
+        "--options",
+        "--config",
+        "--list",
+        "--force",
+        "--quiet",
+    ):
         assert flag in out
 
 
@@ -65,7 +82,10 @@ def test_help_is_complete(capsys):
     ("flags", "message"),
     [
         (["--methods", "relnt"], "registered methods: matchnet, protonet, relnet"),
-        (["--ways", "2000"], "n_way=2000 exceeds the 1692 classes of split 'omniglot/vinyals/test'"),
+        (
+            ["--ways", "2000"],
+            "n_way=2000 exceeds the 1692 classes of split 'omniglot/vinyals/test'",
+        ),
         (["--shots", "10", "--queries", "15"], "10 + 15 = 25 exceeds the 20 images"),
         (["--preset", "fast"], "valid: quick, paper, paper-cpu"),
     ],
@@ -82,7 +102,9 @@ def test_missing_dataset_offline_is_a_clear_error(tmp_path, capsys, monkeypatch)
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr("datasets.omniglot.urllib.request.urlretrieve", offline)
-    code = main(["--data-root", str(tmp_path / "nothing"), "--out", str(tmp_path / "out"), "--quiet"])
+    code = main(
+        ["--data-root", str(tmp_path / "nothing"), "--out", str(tmp_path / "out"), "--quiet"]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "Omniglot not found" in err and "--data-root" in err
@@ -152,8 +174,17 @@ def diverging_method():
 
 
 def test_a_non_finite_loss_fails_that_cell_only(run, tmp_path, capsys, diverging_method):
-    code = run("--methods", "test-diverging", "protonet", "--shots", "1",
-               "--train-episodes", "2", "--test-episodes", "5")
+    code = run(
+        "--methods",
+        "test-diverging",
+        "protonet",
+        "--shots",
+        "1",
+        "--train-episodes",
+        "2",
+        "--test-episodes",
+        "5",
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "failed: test-diverging omniglot/vinyals 5-way 1-shot seed 0" in err
@@ -164,14 +195,29 @@ def test_a_non_finite_loss_fails_that_cell_only(run, tmp_path, capsys, diverging
 def test_killed_run_keeps_finished_cells_and_rerun_completes(data_root, omniglot, tmp_path):
     out = tmp_path / "out"
     command = [
-        sys.executable, "-m", "benchmarks.run", "--methods", "protonet", "matchnet", "relnet",
-        "--train-episodes", "0", "--test-episodes", "150", "--out", str(out), "--quiet",
-        "--device", "cpu",
+        sys.executable,
+        "-m",
+        "benchmarks.run",
+        "--methods",
+        "protonet",
+        "matchnet",
+        "relnet",
+        "--train-episodes",
+        "0",
+        "--test-episodes",
+        "150",
+        "--out",
+        str(out),
+        "--quiet",
+        "--device",
+        "cpu",
     ]
     env = {**os.environ, "FEWSHOT_DATA_ROOT": str(data_root)}
     env.setdefault("FEWSHOT_CACHE_DIR", str(tmp_path / "cache"))
     records = out / "omniglot" / "records.jsonl"
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
         if records.exists() and records.read_text().count("\n") >= 1:
@@ -182,7 +228,9 @@ def test_killed_run_keeps_finished_cells_and_rerun_completes(data_root, omniglot
     process.wait()
     before = records.read_text().splitlines()
     assert 1 <= len(before) < 6
-    finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    finished = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
     assert finished.returncode == 0, finished.stderr
     after = [line for line in records.read_text().splitlines() if line.strip()]
     assert after[: len(before)] == before
@@ -192,8 +240,21 @@ def test_killed_run_keeps_finished_cells_and_rerun_completes(data_root, omniglot
 
 
 def test_bf16_precision_is_recorded_and_labelled(run, tmp_path, capsys):
-    assert run("--methods", "protonet", "--shots", "1", "--train-episodes", "2",
-               "--test-episodes", "5", "--precision", "bf16") == 0
+    assert (
+        run(
+            "--methods",
+            "protonet",
+            "--shots",
+            "1",
+            "--train-episodes",
+            "2",
+            "--test-episodes",
+            "5",
+            "--precision",
+            "bf16",
+        )
+        == 0
+    )
     (record,) = _records(tmp_path)
     assert record["precision"] == "bf16" and record["config"]["precision"] == "bf16"
     assert 0.0 <= record["accuracy"] <= 1.0
@@ -220,8 +281,17 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_cells(run, tmp_path, capsys):
 
     register_method(InterruptedNet)
     try:
-        code = run("--methods", "protonet", "test-interrupted", "--shots", "1",
-                   "--train-episodes", "2", "--test-episodes", "5")
+        code = run(
+            "--methods",
+            "protonet",
+            "test-interrupted",
+            "--shots",
+            "1",
+            "--train-episodes",
+            "2",
+            "--test-episodes",
+            "5",
+        )
     finally:
         registry._METHODS.pop(InterruptedNet.name, None)
     assert code == 130
@@ -230,14 +300,29 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_cells(run, tmp_path, capsys):
     assert (tmp_path / "out" / "omniglot" / "vinyals-quick.md").exists()
 
 
-def test_a_record_whose_method_defaults_changed_is_run_again_without_its_checkpoint(run, tmp_path, capsys):
-    flags = ("--methods", "matchnet", "--ways", "5", "--shots", "1", "--train-episodes", "2",
-             "--test-episodes", "3")
+def test_a_record_whose_method_defaults_changed_is_run_again_without_its_checkpoint(
+    run, tmp_path, capsys
+):
+    flags = (
+        "--methods",
+        "matchnet",
+        "--ways",
+        "5",
+        "--shots",
+        "1",
+        "--train-episodes",
+        "2",
+        "--test-episodes",
+        "3",
+    )
     assert run(*flags) == 0
     records = tmp_path / "out" / "omniglot" / "records.jsonl"
     first = json.loads(records.read_text())
     # pretend the record was made when matchnet's default temperature was 5
-    records.write_text(json.dumps({**first, "method_options": {**first["method_options"], "temperature": 5.0}}) + "\n")
+    records.write_text(
+        json.dumps({**first, "method_options": {**first["method_options"], "temperature": 5.0}})
+        + "\n"
+    )
     capsys.readouterr()
     assert run(*flags) == 0
     assert "temperature=5.0; they now resolve to temperature=10.0" in capsys.readouterr().err
@@ -303,8 +388,22 @@ def test_a_config_file_path_and_folders_expand_the_home_folder(tmp_path, monkeyp
 
 
 def test_repeated_seeds_run_once_and_say_so(run, tmp_path, capsys):
-    assert run("--methods", "protonet", "--shots", "1", "--seeds", "0", "0",
-               "--train-episodes", "1", "--test-episodes", "3") == 0
+    assert (
+        run(
+            "--methods",
+            "protonet",
+            "--shots",
+            "1",
+            "--seeds",
+            "0",
+            "0",
+            "--train-episodes",
+            "1",
+            "--test-episodes",
+            "3",
+        )
+        == 0
+    )
     assert len(_records(tmp_path)) == 1
     assert "note: --seeds lists 0 0; each value is run once" in capsys.readouterr().err
 
@@ -320,15 +419,23 @@ def test_runs_go_to_their_own_folder_by_default(monkeypatch):
 
 
 def test_a_run_is_printed_beside_the_reference_records_of_the_same_cells(run, tmp_path, capsys):
-    flags = ("--methods", "protonet", "--shots", "1", "--train-episodes", "2",
-             "--test-episodes", "20")
+    flags = (
+        "--methods",
+        "protonet",
+        "--shots",
+        "1",
+        "--train-episodes",
+        "2",
+        "--test-episodes",
+        "20",
+    )
     reference = tmp_path / "reference"
     assert main(["--out", str(reference), "--quiet", "--device", "cpu", *flags]) == 0
     capsys.readouterr()
     assert run(*flags, "--reference", str(reference)) == 0
     out = capsys.readouterr().out
     assert f"Your run beside the reference records in {reference}" in out
-    beside = out[out.index("Your run beside"):]
+    beside = out[out.index("Your run beside") :]
     row = next(line for line in beside.splitlines() if line.startswith("| protonet"))
     # one thread per test process is deterministic: the same training gives the same number
     assert "| +0.00 (CI ±" in row and "| yes " in row
@@ -338,8 +445,21 @@ def test_a_run_is_printed_beside_the_reference_records_of_the_same_cells(run, tm
     frame = pd.read_csv(csv)
     assert frame["diff_points"].tolist() == [0.0] and frame["within_ci"].tolist() == [True]
 
-    assert run("--methods", "matchnet", "--shots", "1", "--train-episodes", "2",
-               "--test-episodes", "20", "--reference", str(reference)) == 0
+    assert (
+        run(
+            "--methods",
+            "matchnet",
+            "--shots",
+            "1",
+            "--train-episodes",
+            "2",
+            "--test-episodes",
+            "20",
+            "--reference",
+            str(reference),
+        )
+        == 0
+    )
     assert "no reference" in capsys.readouterr().out
 
 
@@ -349,16 +469,36 @@ def test_a_run_is_printed_beside_the_reference_records_of_the_same_cells(run, tm
 def test_other_data_under_the_same_options_never_reuses_records(tmp_path, capsys):
     from tests.datasets.fakes import write_class_folder
 
-    flags = ["--dataset", "folder", "--methods", "protonet", "--shots", "1", "--queries", "2",
-             "--train-episodes", "1", "--test-episodes", "3", "--out", str(tmp_path / "out"),
-             "--cache-dir", str(tmp_path / "cache"), "--quiet", "--device", "cpu"]
+    flags = [
+        "--dataset",
+        "folder",
+        "--methods",
+        "protonet",
+        "--shots",
+        "1",
+        "--queries",
+        "2",
+        "--train-episodes",
+        "1",
+        "--test-episodes",
+        "3",
+        "--out",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
     write_class_folder(tmp_path / "a", classes=40, side=8)  # 25 training classes: 20-way training
     write_class_folder(tmp_path / "b", classes=41, side=8)
     assert main([*flags, "--data-root", str(tmp_path / "a")]) == 0
     assert main([*flags, "--data-root", str(tmp_path / "b")]) == 0
     assert "0 already recorded" in capsys.readouterr().err
-    records = [json.loads(line) for line in
-               (tmp_path / "out" / "folder" / "records.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for line in (tmp_path / "out" / "folder" / "records.jsonl").read_text().splitlines()
+    ]
     assert len(records) == 2
     assert records[0]["config_hash"] != records[1]["config_hash"]
     assert records[0]["config"]["data"] != records[1]["config"]["data"]
@@ -366,7 +506,9 @@ def test_other_data_under_the_same_options_never_reuses_records(tmp_path, capsys
     assert "1 already recorded, skipped" in capsys.readouterr().err
 
 
-def test_a_second_run_on_the_same_folder_is_refused_with_the_other_process_named(run, tmp_path, capsys):
+def test_a_second_run_on_the_same_folder_is_refused_with_the_other_process_named(
+    run, tmp_path, capsys
+):
     from benchmarks.records.store import RecordStore
 
     with RecordStore(tmp_path / "out" / "omniglot").lock():
@@ -377,8 +519,16 @@ def test_a_second_run_on_the_same_folder_is_refused_with_the_other_process_named
 
 
 def test_a_damaged_checkpoint_is_moved_aside_and_the_model_trained_again(run, tmp_path, capsys):
-    flags = ("--methods", "protonet", "--shots", "1", "--train-episodes", "2",
-             "--test-episodes", "3")
+    flags = (
+        "--methods",
+        "protonet",
+        "--shots",
+        "1",
+        "--train-episodes",
+        "2",
+        "--test-episodes",
+        "3",
+    )
     assert run(*flags) == 0
     (checkpoint,) = (tmp_path / "out" / "omniglot" / "checkpoints").glob("*.pt")
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])

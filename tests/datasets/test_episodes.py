@@ -88,7 +88,9 @@ def test_rotated_classes_are_rotated():
 
 
 def test_too_many_ways_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"n_way=20 exceeds the 16 classes of split 'synthetic/numbered'"):
+    with pytest.raises(
+        ValueError, match=r"n_way=20 exceeds the 16 classes of split 'synthetic/numbered'"
+    ):
         EpisodeSampler(numbered_split([20] * 16), n_way=20, k_shot=1, n_query=1)
 
 

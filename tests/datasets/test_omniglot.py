@@ -55,7 +55,9 @@ def test_split_class_counts(omniglot, scheme, split, classes):
 
 
 def test_vinyals_splits_are_disjoint_and_lake_has_no_rotations(omniglot):
-    names = {s: set(omniglot_split(omniglot, "vinyals", s).class_names) for s in ("train", "val", "test")}
+    names = {
+        s: set(omniglot_split(omniglot, "vinyals", s).class_names) for s in ("train", "val", "test")
+    }
     assert not names["train"] & names["val"] and not names["train"] & names["test"]
     assert not names["val"] & names["test"]
     lake = omniglot_split(omniglot, "lake", "train")
@@ -80,6 +82,7 @@ def test_unknown_scheme_or_split_lists_the_valid_ones(omniglot):
 
 
 # --- a tiny dataset in the official layout, built from real drawings -----------------------------
+
 
 def _tiny_official_layout(data_root: Path, target: Path, as_zip: bool) -> None:
     """Two characters of one alphabet per subset, real PNG bytes, official member names."""

@@ -15,7 +15,7 @@ def test_scores_match_a_hand_computation():
     support_x = torch.tensor([[1.0, 0.0], [0.0, 3.0], [-1.0, 0.0]]).view(3, 2, 1, 1)
     support_y = torch.tensor([0, 1, 0])
     query_x = torch.tensor([[2.0, 2.0]]).view(1, 2, 1, 1)
-    cosines = torch.tensor([2 ** -0.5, 2 ** -0.5, -(2 ** -0.5)])
+    cosines = torch.tensor([2**-0.5, 2**-0.5, -(2**-0.5)])
     attention = torch.softmax(2.0 * cosines, 0)
     expected = torch.tensor([[attention[0] + attention[2], attention[1]]])
     scores = method(support_x, support_y, query_x)
@@ -38,8 +38,12 @@ def test_probabilities_and_gradients(fce):
 
 def test_temperature_sharpens_the_attention():
     support_x, support_y, query_x, _ = random_episode(n_way=3, k_shot=1, n_query=1, image=(4, 1, 1))
-    soft = MatchingNet(Identity(4), MatchingNetOptions(temperature=1.0))(support_x, support_y, query_x)
-    sharp = MatchingNet(Identity(4), MatchingNetOptions(temperature=50.0))(support_x, support_y, query_x)
+    soft = MatchingNet(Identity(4), MatchingNetOptions(temperature=1.0))(
+        support_x, support_y, query_x
+    )
+    sharp = MatchingNet(Identity(4), MatchingNetOptions(temperature=50.0))(
+        support_x, support_y, query_x
+    )
     assert sharp.max(1).values.min() > soft.max(1).values.max()
 
 
@@ -68,7 +72,9 @@ def test_a_fixed_temperature_is_not_a_parameter_nor_saved():
 
 
 def test_support_normalized_similarity_keeps_the_query_norm_as_sharpness():
-    method = MatchingNet(Identity(2), MatchingNetOptions(temperature=1.0, similarity="support-normalized"))
+    method = MatchingNet(
+        Identity(2), MatchingNetOptions(temperature=1.0, similarity="support-normalized")
+    )
     support_x = torch.tensor([[2.0, 0.0], [0.0, 5.0]]).view(2, 2, 1, 1)
     support_y = torch.tensor([0, 1])
     query_x = torch.tensor([[3.0, 1.0]]).view(1, 2, 1, 1)

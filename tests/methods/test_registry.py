@@ -27,12 +27,18 @@ def test_lists_the_three_methods():
 
 
 def test_unknown_method_lists_the_valid_names():
-    with pytest.raises(UnknownMethodError, match="unknown method 'relnt'; registered methods: matchnet, protonet, relnet"):
+    with pytest.raises(
+        UnknownMethodError,
+        match="unknown method 'relnt'; registered methods: matchnet, protonet, relnet",
+    ):
         create_method("relnt", Conv4(1))
 
 
 def test_unknown_option_lists_the_valid_options():
-    with pytest.raises(ValueError, match="unknown option 'relaton' for method 'relnet'; valid options: relation, aggregate"):
+    with pytest.raises(
+        ValueError,
+        match="unknown option 'relaton' for method 'relnet'; valid options: relation, aggregate",
+    ):
         build_options("relnet", {"relaton": "mlp"})
 
 
@@ -40,7 +46,9 @@ def test_string_values_are_converted_and_checked():
     options = build_options("matchnet", {"temperature": "5", "fce": "true", "fce_steps": "3"})
     assert (options.temperature, options.fce, options.fce_steps) == (5.0, True, 3)
     assert build_options("relnet", {"relation": "mlp"}).relation == "mlp"
-    with pytest.raises(ValueError, match="relnet.relation='attention' is not valid; choose one of: conv, mlp"):
+    with pytest.raises(
+        ValueError, match="relnet.relation='attention' is not valid; choose one of: conv, mlp"
+    ):
         build_options("relnet", {"relation": "attention"})
     with pytest.raises(ValueError, match="matchnet.fce_steps='many' is not a valid int"):
         build_options("matchnet", {"fce_steps": "many"})
@@ -92,8 +100,16 @@ def test_options_are_listed_with_defaults_first_and_every_choice():
     [
         ("matchnet", {"fce_steps": "-3"}, "matchnet.fce_steps=-3 is not valid: must be >= 1"),
         ("matchnet", {"fce_steps": 0}, "matchnet.fce_steps=0 is not valid: must be >= 1"),
-        ("matchnet", {"temperature": "nan"}, "matchnet.temperature=nan is not valid: must be a finite number"),
-        ("matchnet", {"temperature": float("inf")}, "matchnet.temperature=inf is not valid: must be a finite number"),
+        (
+            "matchnet",
+            {"temperature": "nan"},
+            "matchnet.temperature=nan is not valid: must be a finite number",
+        ),
+        (
+            "matchnet",
+            {"temperature": float("inf")},
+            "matchnet.temperature=inf is not valid: must be a finite number",
+        ),
         ("matchnet", {"temperature": "-1"}, "matchnet.temperature=-1.0 is not valid: must be > 0"),
         ("matchnet", {"temperature": 0}, "matchnet.temperature=0 is not valid: must be > 0"),
         ("relnet", {"fc_hidden": 0}, "relnet.fc_hidden=0 is not valid: must be >= 1"),
@@ -113,8 +129,14 @@ def test_option_values_out_of_range_are_rejected(method, raw, message):
         ({"fce_steps": 2.0}, "matchnet.fce_steps=2.0 is not valid: must be an int"),
         ({"temperature": False}, "matchnet.temperature=False is not valid: must be a number"),
         ({"fce": 1}, "matchnet.fce=1 is not valid: must be true or false"),
-        ({"learn_temperature": 0.0}, "matchnet.learn_temperature=0.0 is not valid: must be true or false"),
-        ({"similarity": 1}, "matchnet.similarity=1 is not valid: must be one of: 'cosine', 'support-normalized'"),
+        (
+            {"learn_temperature": 0.0},
+            "matchnet.learn_temperature=0.0 is not valid: must be true or false",
+        ),
+        (
+            {"similarity": 1},
+            "matchnet.similarity=1 is not valid: must be one of: 'cosine', 'support-normalized'",
+        ),
     ],
 )
 def test_typed_values_of_the_wrong_type_are_rejected(raw, message):
@@ -136,11 +158,18 @@ def test_defaults_are_unchanged_and_valid():
     from methods.relnet import RelationNetOptions
 
     assert MatchingNetOptions().as_dict() == {
-        "temperature": 10.0, "learn_temperature": False, "similarity": "cosine", "fce": False,
+        "temperature": 10.0,
+        "learn_temperature": False,
+        "similarity": "cosine",
+        "fce": False,
         "fce_steps": 5,
     }
     assert RelationNetOptions().as_dict() == {
-        "relation": "conv", "aggregate": "sum", "loss": "mse", "fc_hidden": 8, "mlp_hidden": 256,
+        "relation": "conv",
+        "aggregate": "sum",
+        "loss": "mse",
+        "fc_hidden": 8,
+        "mlp_hidden": 256,
         "pairwise": "factorized",
     }
     assert {"fce_steps=5", "temperature=10.0"} <= set(option_choices("matchnet"))
@@ -158,7 +187,9 @@ def test_bounds_are_one_generic_mechanism_for_any_method():
     assert SomeOptions(shrink=1).shrink == 1.0 and SomeOptions(ratio=None).ratio is None
     with pytest.raises(ValueError, match=r"^some\.shrink=1\.5 is not valid: must be <= 1$"):
         SomeOptions(shrink=1.5)
-    with pytest.raises(ValueError, match=r"^some\.ratio=nan is not valid: must be a finite number$"):
+    with pytest.raises(
+        ValueError, match=r"^some\.ratio=nan is not valid: must be a finite number$"
+    ):
         SomeOptions(ratio=float("nan"))  # every float field, bounded or not
     with pytest.raises(ValueError, match=r"^some\.count='3' is not valid: must be an int$"):
         SomeOptions(count="3")

@@ -33,7 +33,9 @@ def test_every_variant_scores_in_unit_range_with_gradients(relation, aggregate, 
     value = method.loss(scores, query_y)
     assert value.dim() == 0 and torch.isfinite(value)
     value.backward()
-    without = {n for n, p in method.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0}
+    without = {
+        n for n, p in method.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    }
     if loss == "ce":
         # softmax cross-entropy ignores a shift shared by all logits: the output bias gets none
         without -= {"relation.out.bias", "relation.rest.3.bias"}
@@ -70,7 +72,9 @@ def test_ce_loss_is_cross_entropy_of_relation_logits():
     method = _method("conv", "sum", "ce", "conv4")
     logits = torch.tensor([[2.0, -1.0], [0.5, 0.3]])
     labels = torch.tensor([0, 1])
-    assert torch.isclose(method.loss(torch.sigmoid(logits), labels), F.cross_entropy(logits, labels))
+    assert torch.isclose(
+        method.loss(torch.sigmoid(logits), labels), F.cross_entropy(logits, labels)
+    )
 
 
 def test_aggregations_differ_only_in_how_support_samples_are_combined():

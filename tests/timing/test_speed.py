@@ -111,7 +111,9 @@ def test_episode_assembly(benchmark, setting):
         images=torch.randint(0, 256, (classes * per_class, *image), dtype=torch.uint8),
         class_start=torch.arange(classes) * per_class,
         class_size=sizes,
-        class_rotation=torch.arange(classes) % 4 if image[1] == image[2] else torch.zeros(classes, dtype=torch.long),
+        class_rotation=torch.arange(classes) % 4
+        if image[1] == image[2]
+        else torch.zeros(classes, dtype=torch.long),
         class_names=tuple(map(str, range(classes))),
     )
     sampler = EpisodeSampler(split, n_way, k_shot, min(QUERIES, per_class - k_shot), seed=0)
@@ -141,5 +143,7 @@ def test_convolution_peak(benchmark):
     benchmark.extra_info.update(phase="peak", variant="conv3x3 256ch", setting="peak", flops=flops)
     benchmark.group = "peak"
     with torch.inference_mode():
-        out = benchmark.pedantic(lambda: torch.nn.functional.conv2d(x, w, padding=1), rounds=10, warmup_rounds=2)
+        out = benchmark.pedantic(
+            lambda: torch.nn.functional.conv2d(x, w, padding=1), rounds=10, warmup_rounds=2
+        )
     assert out.shape == (32, 256, 32, 32)

@@ -43,12 +43,29 @@ def test_scores_on_the_gpu_equal_the_cpu_scores(method_name, exact_float32):
 
 def test_a_run_on_the_gpu_records_gpu_time_and_memory(data_root, omniglot, tmp_path, monkeypatch):
     monkeypatch.setenv("FEWSHOT_DATA_ROOT", str(data_root))
-    monkeypatch.setenv("FEWSHOT_CACHE_DIR", os.environ.get("FEWSHOT_CACHE_DIR") or str(tmp_path / "cache"))
+    monkeypatch.setenv(
+        "FEWSHOT_CACHE_DIR", os.environ.get("FEWSHOT_CACHE_DIR") or str(tmp_path / "cache")
+    )
     out = tmp_path / "out"
-    flags = ["--out", str(out), "--quiet", "--device", "cuda", "--shots", "1", "--ways", "5",
-             "--train-episodes", "20", "--test-episodes", "10"]
+    flags = [
+        "--out",
+        str(out),
+        "--quiet",
+        "--device",
+        "cuda",
+        "--shots",
+        "1",
+        "--ways",
+        "5",
+        "--train-episodes",
+        "20",
+        "--test-episodes",
+        "10",
+    ]
     assert main(flags) == 0
-    records = [json.loads(line) for line in (out / "omniglot" / "records.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (out / "omniglot" / "records.jsonl").read_text().splitlines()
+    ]
     assert sorted(r["method"] for r in records) == sorted(available_methods())
     for record in records:
         assert record["eval_device_clock"] == "cuda_event"

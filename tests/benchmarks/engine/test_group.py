@@ -16,12 +16,16 @@ from tests.conftest import numbered_split
 
 def _dataset(side: int = 4) -> LoadedDataset:
     split = numbered_split([12] * 64, side=side)
-    return LoadedDataset(name="synthetic", split=lambda scheme, name: split, fingerprint="x",
-                         matches_official=None)
+    return LoadedDataset(
+        name="synthetic", split=lambda scheme, name: split, fingerprint="x", matches_official=None
+    )
 
 
 def _cell(preset: str, way: int, shot: int):
-    cell = plan_cells(RunConfig(methods=("protonet",), ways=(way,), shots=(shot,), queries=3, preset=preset), "cpu")[0]
+    cell = plan_cells(
+        RunConfig(methods=("protonet",), ways=(way,), shots=(shot,), queries=3, preset=preset),
+        "cpu",
+    )[0]
     return dataclasses.replace(cell, dataset="synthetic")
 
 
@@ -44,14 +48,29 @@ def test_a_scheme_without_validation_gets_no_validation_stream():
 
 
 def test_each_cell_is_handed_over_as_a_typed_record_not_yet_stored():
-    config = RunConfig(methods=("protonet",), ways=(2, 3), shots=(1,), queries=1, train_episodes=0,
-                       test_episodes=2, preset="paper-cpu")  # one model serves both settings
+    config = RunConfig(
+        methods=("protonet",),
+        ways=(2, 3),
+        shots=(1,),
+        queries=1,
+        train_episodes=0,
+        test_episodes=2,
+        preset="paper-cpu",
+    )  # one model serves both settings
     cells = [dataclasses.replace(cell, dataset="synthetic") for cell in plan_cells(config, "cpu")]
     assert len({cell.training_hash for cell in cells}) == 1
     trained, handed = [], []
-    compute_group(cells, _dataset(side=28), ("train", "val", "test"), 1, torch.device("cpu"),
-                  False, None, trained.append,
-                  lambda cell, record, accuracies: handed.append((cell, record, accuracies)))
+    compute_group(
+        cells,
+        _dataset(side=28),
+        ("train", "val", "test"),
+        1,
+        torch.device("cpu"),
+        False,
+        None,
+        trained.append,
+        lambda cell, record, accuracies: handed.append((cell, record, accuracies)),
+    )
     assert len(trained) == 1 and [cell for cell, _, _ in handed] == cells
     for cell, record, accuracies in handed:
         assert isinstance(record, Record) and record.extra == {} and record.episodes_file is None

@@ -27,11 +27,17 @@ def test_each_method_clearly_beats_chance_on_held_out_classes(omniglot, method, 
     with seeded(0):
         model = create_method(method, Conv4(1, backbone_config(layout)))
     config = TrainConfig(episodes=episodes, n_way=5, k_shot=1, n_query=10, val_every=0)
-    result = train(model, EpisodeSampler(train_split, 5, 1, 10, 0, "train"), config, CPU, progress=False)
+    result = train(
+        model, EpisodeSampler(train_split, 5, 1, 10, 0, "train"), config, CPU, progress=False
+    )
     assert result.episodes_trained == episodes
-    accuracy = evaluate(model, EpisodeSampler(test_split, 5, 1, 10, 0, "test"), 60, CPU, progress=False)
+    accuracy = evaluate(
+        model, EpisodeSampler(test_split, 5, 1, 10, 0, "test"), 60, CPU, progress=False
+    )
     # chance is 20%; the lower end of the 95% interval must be far above it
-    assert accuracy.mean - accuracy.ci95 > 0.45, f"{method}: {accuracy.mean:.3f} ± {accuracy.ci95:.3f}"
+    assert accuracy.mean - accuracy.ci95 > 0.45, (
+        f"{method}: {accuracy.mean:.3f} ± {accuracy.ci95:.3f}"
+    )
 
 
 def _small_protonet():
@@ -50,8 +56,12 @@ def test_best_validation_checkpoint_is_restored():
     model = _small_protonet()
     config = TrainConfig(episodes=6, n_way=3, k_shot=1, n_query=2, val_every=2, val_episodes=4)
     result = train(
-        model, EpisodeSampler(split, 3, 1, 2, 0, "train"), config, CPU,
-        val_sampler=EpisodeSampler(split, 3, 1, 2, 0, "val"), progress=False,
+        model,
+        EpisodeSampler(split, 3, 1, 2, 0, "train"),
+        config,
+        CPU,
+        val_sampler=EpisodeSampler(split, 3, 1, 2, 0, "val"),
+        progress=False,
     )
     assert [h["episode"] for h in result.history] == [2, 4, 6]
     best = max(h["val_accuracy"] for h in result.history)
@@ -65,13 +75,20 @@ def test_non_finite_loss_stops_training_with_the_episode_named():
     model.loss = lambda scores, y: scores.sum() * float("nan")
     config = TrainConfig(episodes=5, n_way=3, k_shot=1, n_query=2, val_every=0)
     with pytest.raises(NonFiniteLossError, match="protonet: loss became nan at training episode 0"):
-        train(model, EpisodeSampler(_small_split(), 3, 1, 2, 0, "train"), config, CPU, progress=False)
+        train(
+            model, EpisodeSampler(_small_split(), 3, 1, 2, 0, "train"), config, CPU, progress=False
+        )
 
 
 def test_time_budget_stops_training_and_says_so():
-    config = TrainConfig(episodes=1000, n_way=3, k_shot=1, n_query=2, val_every=0, time_budget_s=0.0)
+    config = TrainConfig(
+        episodes=1000, n_way=3, k_shot=1, n_query=2, val_every=0, time_budget_s=0.0
+    )
     result = train(
-        _small_protonet(), EpisodeSampler(_small_split(), 3, 1, 2, 0, "train"), config, CPU,
+        _small_protonet(),
+        EpisodeSampler(_small_split(), 3, 1, 2, 0, "train"),
+        config,
+        CPU,
         progress=False,
     )
     assert result.stopped_by_budget and result.episodes_trained < 1000
@@ -86,8 +103,14 @@ def test_bf16_training_takes_finite_steps():
     config = TrainConfig(episodes=3, n_way=3, k_shot=1, n_query=2, val_every=0)
     model = _small_protonet()
     before = [p.detach().clone() for p in model.parameters()]
-    result = train(model, EpisodeSampler(_small_split(), 3, 1, 2, 0, "train"), config, CPU,
-                   progress=False, precision="bf16")
+    result = train(
+        model,
+        EpisodeSampler(_small_split(), 3, 1, 2, 0, "train"),
+        config,
+        CPU,
+        progress=False,
+        precision="bf16",
+    )
     assert result.episodes_trained == 3
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

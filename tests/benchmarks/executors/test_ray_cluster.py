@@ -20,13 +20,38 @@ from benchmarks.run import main
 # Identical by construction when the seed and thread count are equal; timings and the
 # process-level facts (memory, finish time, thread-dependent names) are not compared.
 SAME_FIELDS = (
-    "config_hash", "training_hash", "method", "setting", "seed", "config", "method_options",
-    "accuracy", "ci95", "std", "test_episodes", "train_episodes", "best_val_accuracy",
-    "best_val_episode", "val_history", "params_total", "flops_per_episode", "dataset_fingerprint",
-    "device", "num_threads",
+    "config_hash",
+    "training_hash",
+    "method",
+    "setting",
+    "seed",
+    "config",
+    "method_options",
+    "accuracy",
+    "ci95",
+    "std",
+    "test_episodes",
+    "train_episodes",
+    "best_val_accuracy",
+    "best_val_episode",
+    "val_history",
+    "params_total",
+    "flops_per_episode",
+    "dataset_fingerprint",
+    "device",
+    "num_threads",
 )
-SMALL = ("--methods", "protonet", "matchnet", "--shots", "1", "--train-episodes", "2",
-         "--test-episodes", "3")
+SMALL = (
+    "--methods",
+    "protonet",
+    "matchnet",
+    "--shots",
+    "1",
+    "--train-episodes",
+    "2",
+    "--test-episodes",
+    "3",
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +72,9 @@ def ray_instance():
 def run(data_root, omniglot, tmp_path, monkeypatch):
     """``run(out_name, *flags) -> exit code`` on real Omniglot, CPU, one torch thread."""
     monkeypatch.setenv("FEWSHOT_DATA_ROOT", str(data_root))
-    monkeypatch.setenv("FEWSHOT_CACHE_DIR", os.environ.get("FEWSHOT_CACHE_DIR") or str(tmp_path / "cache"))
+    monkeypatch.setenv(
+        "FEWSHOT_CACHE_DIR", os.environ.get("FEWSHOT_CACHE_DIR") or str(tmp_path / "cache")
+    )
     monkeypatch.delenv(FAULT_ENV, raising=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what one Ray CPU per cell gives each task
@@ -65,16 +92,36 @@ def _records(root: Path) -> dict[str, dict]:
     return {r["config_hash"]: r for r in map(json.loads, filter(str.strip, lines))}
 
 
-def test_ray_records_equal_the_local_executor_and_a_rerun_resumes(run, ray_instance, tmp_path, capsys):
-    sweep = ("--preset", "paper-cpu", "--methods", "protonet", "matchnet", "--ways", "5", "20",
-             "--shots", "1", "--train-episodes", "3", "--test-episodes", "4")
+def test_ray_records_equal_the_local_executor_and_a_rerun_resumes(
+    run, ray_instance, tmp_path, capsys
+):
+    sweep = (
+        "--preset",
+        "paper-cpu",
+        "--methods",
+        "protonet",
+        "matchnet",
+        "--ways",
+        "5",
+        "20",
+        "--shots",
+        "1",
+        "--train-episodes",
+        "3",
+        "--test-episodes",
+        "4",
+    )
     assert run("local", *sweep) == 0
     assert run("ray", *sweep, "--executor", "ray") == 0
     local, distributed = _records(tmp_path / "local"), _records(tmp_path / "ray")
     assert len(local) == 4 and set(local) == set(distributed)
     for key, record in local.items():
         for name in SAME_FIELDS:
-            assert distributed[key][name] == record[name], (record["method"], record["setting"], name)
+            assert distributed[key][name] == record[name], (
+                record["method"],
+                record["setting"],
+                name,
+            )
         assert np.array_equal(
             np.load(tmp_path / "ray" / "omniglot" / distributed[key]["episodes_file"]),
             np.load(tmp_path / "local" / "omniglot" / record["episodes_file"]),
@@ -96,24 +143,36 @@ def test_ray_records_equal_the_local_executor_and_a_rerun_resumes(run, ray_insta
 
     # new cells (more test episodes) that share the models: the checkpoints saved by the driver
     # are sent to the workers instead of training again
-    shutil.copytree(tmp_path / "ray" / "omniglot" / "checkpoints", tmp_path / "more" / "omniglot" / "checkpoints")
+    shutil.copytree(
+        tmp_path / "ray" / "omniglot" / "checkpoints",
+        tmp_path / "more" / "omniglot" / "checkpoints",
+    )
     more = [flag if flag != "4" else "5" for flag in sweep]
     assert run("more", *more, "--executor", "ray") == 0
     added = _records(tmp_path / "more").values()
-    assert len(added) == 4 and all(r["train_reused_checkpoint"] and r["test_episodes"] == 5 for r in added)
+    assert len(added) == 4 and all(
+        r["train_reused_checkpoint"] and r["test_episodes"] == 5 for r in added
+    )
 
 
 @pytest.mark.parametrize("kind", ["raise", "kill"])
-def test_a_group_that_fails_once_is_retried_and_succeeds(run, ray_instance, tmp_path, monkeypatch, capsys, kind):
+def test_a_group_that_fails_once_is_retried_and_succeeds(
+    run, ray_instance, tmp_path, monkeypatch, capsys, kind
+):
     log = tmp_path / "fault.log"
     monkeypatch.setenv(FAULT_ENV, f"{kind}:protonet:{log}")
     assert run("out", *SMALL, "--executor", "ray") == 0
     assert log.read_text().count(kind) == 1  # it did fail once
-    assert sorted(r["method"] for r in _records(tmp_path / "out").values()) == ["matchnet", "protonet"]
+    assert sorted(r["method"] for r in _records(tmp_path / "out").values()) == [
+        "matchnet",
+        "protonet",
+    ]
     assert "failed" not in capsys.readouterr().err
 
 
-def test_a_deterministic_failure_is_reported_and_the_others_complete(run, ray_instance, tmp_path, monkeypatch, capsys):
+def test_a_deterministic_failure_is_reported_and_the_others_complete(
+    run, ray_instance, tmp_path, monkeypatch, capsys
+):
     log = tmp_path / "fault.log"
     monkeypatch.setenv(FAULT_ENV, f"fail:protonet:{log}")
     assert run("out", *SMALL, "--executor", "ray") == 1
@@ -123,7 +182,9 @@ def test_a_deterministic_failure_is_reported_and_the_others_complete(run, ray_in
     assert [r["method"] for r in _records(tmp_path / "out").values()] == ["matchnet"]
 
 
-def test_ctrl_c_cancels_the_rest_keeps_finished_groups_and_a_rerun_completes(run, ray_instance, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_cancels_the_rest_keeps_finished_groups_and_a_rerun_completes(
+    run, ray_instance, tmp_path, monkeypatch, capsys
+):
     real_wait, calls = ray_instance.wait, []
 
     def interrupted_wait(*args, **kwargs):
@@ -133,14 +194,19 @@ def test_ctrl_c_cancels_the_rest_keeps_finished_groups_and_a_rerun_completes(run
         return real_wait(*args, **kwargs)
 
     monkeypatch.setattr(ray_instance, "wait", interrupted_wait)
-    assert run("out", *SMALL, "--methods", "protonet", "matchnet", "relnet", "--executor", "ray") == 130
+    assert (
+        run("out", *SMALL, "--methods", "protonet", "matchnet", "relnet", "--executor", "ray")
+        == 130
+    )
     assert "interrupted:" in capsys.readouterr().err
     kept = _records(tmp_path / "out")
     assert 1 <= len(kept) < 3
     assert (tmp_path / "out" / "omniglot" / "vinyals-quick.md").exists()
 
     monkeypatch.setattr(ray_instance, "wait", real_wait)
-    assert run("out", *SMALL, "--methods", "protonet", "matchnet", "relnet", "--executor", "ray") == 0
+    assert (
+        run("out", *SMALL, "--methods", "protonet", "matchnet", "relnet", "--executor", "ray") == 0
+    )
     assert f"{len(kept)} already recorded, skipped" in capsys.readouterr().err
     assert len(_records(tmp_path / "out")) == 3
 

@@ -11,9 +11,16 @@ from benchmarks.experiment.config import RunConfig, UsageError, plan_cells
 
 
 def test_one_cell_per_method_way_shot_and_seed():
-    cells = plan_cells(RunConfig(methods=("protonet", "relnet"), ways=(5, 20), shots=(1, 5), seeds=(0, 1)), "cpu")
+    cells = plan_cells(
+        RunConfig(methods=("protonet", "relnet"), ways=(5, 20), shots=(1, 5), seeds=(0, 1)), "cpu"
+    )
     assert len(cells) == 2 * 2 * 2 * 2
-    assert {c.setting for c in cells} == {"5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot"}
+    assert {c.setting for c in cells} == {
+        "5-way 1-shot",
+        "5-way 5-shot",
+        "20-way 1-shot",
+        "20-way 5-shot",
+    }
     assert len({c.config_hash for c in cells}) == len(cells)
 
 
@@ -22,7 +29,9 @@ def test_config_hash_is_stable_and_sees_every_field():
     b = plan_cells(RunConfig(methods=("relnet",), shots=(1,)), "cpu")[0]
     assert a.config_hash == b.config_hash
     changed = [
-        plan_cells(RunConfig(methods=("relnet",), shots=(1,), options=("relnet.relation=mlp",)), "cpu")[0],
+        plan_cells(
+            RunConfig(methods=("relnet",), shots=(1,), options=("relnet.relation=mlp",)), "cpu"
+        )[0],
         plan_cells(RunConfig(methods=("relnet",), shots=(1,), train_episodes=7), "cpu")[0],
         plan_cells(RunConfig(methods=("relnet",), shots=(1,), test_episodes=100), "cpu")[0],
         plan_cells(RunConfig(methods=("relnet",), shots=(1,)), "cuda")[0],
@@ -34,18 +43,23 @@ def test_config_hash_is_stable_and_sees_every_field():
 
 def test_a_recipe_with_its_own_validation_shape_trains_one_model_per_shot_for_all_ways():
     cells = plan_cells(
-        RunConfig(methods=("protonet", "relnet"), ways=(5, 20), shots=(1, 5), preset="paper-cpu"), "cpu"
+        RunConfig(methods=("protonet", "relnet"), ways=(5, 20), shots=(1, 5), preset="paper-cpu"),
+        "cpu",
     )
     groups = group_by_training(cells)
     assert sorted(len(g) for g in groups.values()) == [2, 2, 2, 2]  # one model per method and shot
-    assert all({(c.method, c.k_shot) for c in g} == {(g[0].method, g[0].k_shot)} for g in groups.values())
+    assert all(
+        {(c.method, c.k_shot) for c in g} == {(g[0].method, g[0].k_shot)} for g in groups.values()
+    )
     assert all({c.n_way for c in g} == {5, 20} for g in groups.values())
 
 
 def test_validation_shaped_like_the_test_setting_ties_the_model_to_that_setting():
     # the kept weights are those that validate best at the test setting, so two test ways are
     # two trainings even though the training episodes are identical
-    cells = plan_cells(RunConfig(methods=("protonet",), ways=(5, 20), shots=(1,), preset="quick"), "cpu")
+    cells = plan_cells(
+        RunConfig(methods=("protonet",), ways=(5, 20), shots=(1,), preset="quick"), "cpu"
+    )
     assert len(group_by_training(cells)) == 2
 
 
@@ -61,13 +75,28 @@ def test_record_identities_survive_new_optional_training_fields():
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        (RunConfig(methods=("relnt",)), "unknown method 'relnt'; registered methods: matchnet, protonet, relnet"),
+        (
+            RunConfig(methods=("relnt",)),
+            "unknown method 'relnt'; registered methods: matchnet, protonet, relnet",
+        ),
         (RunConfig(preset="fast"), "unknown preset 'fast'; valid: quick, paper, paper-cpu"),
-        (RunConfig(dataset="cifar"), "unknown dataset 'cifar'; available: cifar-fs, cub, fc100, folder, mini-imagenet, omniglot"),
-        (RunConfig(split="ravi"), "unknown split 'ravi' for dataset 'omniglot'; valid: vinyals, lake"),
-        (RunConfig(options=("relnet.relaton=mlp",)), "unknown option 'relaton' for method 'relnet'; valid options: relation"),
+        (
+            RunConfig(dataset="cifar"),
+            "unknown dataset 'cifar'; available: cifar-fs, cub, fc100, folder, mini-imagenet, omniglot",
+        ),
+        (
+            RunConfig(split="ravi"),
+            "unknown split 'ravi' for dataset 'omniglot'; valid: vinyals, lake",
+        ),
+        (
+            RunConfig(options=("relnet.relaton=mlp",)),
+            "unknown option 'relaton' for method 'relnet'; valid options: relation",
+        ),
         (RunConfig(options=("relation=mlp",)), "must look like METHOD.KEY=VALUE"),
-        (RunConfig(methods=("protonet",), options=("relnet.relation=mlp",)), "not among --methods protonet"),
+        (
+            RunConfig(methods=("protonet",), options=("relnet.relation=mlp",)),
+            "not among --methods protonet",
+        ),
         (RunConfig(shots=(0,)), "--shots must be a number >= 1, got 0"),
     ],
 )
@@ -91,10 +120,15 @@ def test_config_file_values_and_flags_merge_with_flags_winning(tmp_path):
 
 
 def test_every_spelling_of_an_option_gives_one_configuration():
-    spellings = ["matchnet.learn_temperature=true", "matchnet.learn_temperature=True",
-                 "matchnet.learn_temperature=1"]
-    cells = [plan_cells(RunConfig(methods=("matchnet",), shots=(1,), options=(o,)), "cpu")[0]
-             for o in spellings]
+    spellings = [
+        "matchnet.learn_temperature=true",
+        "matchnet.learn_temperature=True",
+        "matchnet.learn_temperature=1",
+    ]
+    cells = [
+        plan_cells(RunConfig(methods=("matchnet",), shots=(1,), options=(o,)), "cpu")[0]
+        for o in spellings
+    ]
     assert {c.config_hash for c in cells} == {cells[0].config_hash}
     assert cells[0].recipe.options == {"learn_temperature": True}
 
@@ -104,8 +138,13 @@ def test_the_published_recipes_learn_the_matching_network_scale():
         cell = plan_cells(RunConfig(methods=("matchnet",), shots=(1,), preset=name), "cpu")[0]
         assert cell.recipe.options == {"learn_temperature": True}
         same = plan_cells(
-            RunConfig(methods=("matchnet",), shots=(1,), preset=name,
-                      options=("matchnet.learn_temperature=true",)), "cpu",
+            RunConfig(
+                methods=("matchnet",),
+                shots=(1,),
+                preset=name,
+                options=("matchnet.learn_temperature=true",),
+            ),
+            "cpu",
         )[0]
         assert same.config_hash == cell.config_hash
     quick = plan_cells(RunConfig(methods=("matchnet",), shots=(1,)), "cpu")[0]
@@ -121,16 +160,18 @@ def test_a_record_made_under_other_method_defaults_is_stale_not_done():
     def record(**options):
         return sample_record(config_hash=cell.config_hash, method_options=options)
 
-    current = record(temperature=10.0, learn_temperature=False, similarity="cosine", fce=False,
-                     fce_steps=5)
+    current = record(
+        temperature=10.0, learn_temperature=False, similarity="cosine", fce=False, fce_steps=5
+    )
     assert check_records([cell], [current]).done == {cell.config_hash}
     older = record(temperature=10.0, fce=False)
     assert check_records([cell], [older]).done == {cell.config_hash}  # options added since: fine
     changed = record(temperature=5.0)
     check = check_records([cell], [current, changed])  # the latest record counts
     assert check.done == set()
-    assert "recorded with matchnet options temperature=5.0; they now resolve to temperature=10.0" in (
-        check.stale[cell.config_hash]
+    assert (
+        "recorded with matchnet options temperature=5.0; they now resolve to temperature=10.0"
+        in (check.stale[cell.config_hash])
     )
     gone = record(metric="l2")
     assert "metric=(no such option)" in check_records([cell], [gone]).stale[cell.config_hash]
@@ -141,13 +182,15 @@ def test_a_record_made_on_other_data_is_stale():
     from tests.benchmarks.records.samples import sample_record
 
     cell = plan_cells(RunConfig(methods=("protonet",), shots=(1,)), "cpu")[0]
-    record = sample_record(config_hash=cell.config_hash, method_options={},
-                           dataset_fingerprint="a" * 64)
+    record = sample_record(
+        config_hash=cell.config_hash, method_options={}, dataset_fingerprint="a" * 64
+    )
     assert check_records([cell], [record], "a" * 64).done == {cell.config_hash}
     check = check_records([cell], [record], "b" * 64)
     assert check.done == set()
-    assert "recorded on data with fingerprint aaaaaaaaaaaaaaaa..., not the bbbb" in (
-        check.stale[cell.config_hash]
+    assert (
+        "recorded on data with fingerprint aaaaaaaaaaaaaaaa..., not the bbbb"
+        in (check.stale[cell.config_hash])
     )
 
 
@@ -174,8 +217,9 @@ def test_official_omniglot_has_no_data_key_and_other_data_does(data_root, omnigl
 
     def folder_key(root, scheme="random"):
         data = load_folder(root, cache_dir=tmp_path / "cache", progress=False)
-        loaded = LoadedDataset("folder", lambda s, split: folder_split(data, s, split),
-                               data.fingerprint, None)
+        loaded = LoadedDataset(
+            "folder", lambda s, split: folder_split(data, s, split), data.fingerprint, None
+        )
         return data_key(loaded, scheme)
 
     write_class_folder(tmp_path / "a")
@@ -188,8 +232,9 @@ def test_official_omniglot_has_no_data_key_and_other_data_does(data_root, omnigl
 
 
 def test_repeated_ways_shots_and_seeds_are_merged():
-    cells = plan_cells(RunConfig(methods=("protonet", "protonet"), ways=(5, 5), shots=(1, 1),
-                                 seeds=(0, 0)), "cpu")
+    cells = plan_cells(
+        RunConfig(methods=("protonet", "protonet"), ways=(5, 5), shots=(1, 1), seeds=(0, 0)), "cpu"
+    )
     assert len(cells) == 1
 
 
@@ -210,14 +255,22 @@ def test_every_committed_record_keeps_its_identity():
     assert len(records) >= 50
     for record in records:
         config = record["config"]
-        options = tuple(f"{config['method']}.{k}={v}" for k, v in config["recipe"]["options"].items())
+        options = tuple(
+            f"{config['method']}.{k}={v}" for k, v in config["recipe"]["options"].items()
+        )
         train = config["recipe"]["train"]
         (cell,) = plan_cells(
             RunConfig(
-                methods=(config["method"],), ways=(config["n_way"],), shots=(config["k_shot"],),
-                queries=config["n_query"], test_episodes=config["test_episodes"],
-                seeds=(config["seed"],), preset=config["preset"], options=options,
-                precision=config["precision"], train_episodes=train["episodes"],
+                methods=(config["method"],),
+                ways=(config["n_way"],),
+                shots=(config["k_shot"],),
+                queries=config["n_query"],
+                test_episodes=config["test_episodes"],
+                seeds=(config["seed"],),
+                preset=config["preset"],
+                options=options,
+                precision=config["precision"],
+                train_episodes=train["episodes"],
                 time_budget=train["time_budget_s"],
             ),
             config["device"],

@@ -10,11 +10,26 @@ from benchmarks.run import main
 from tests.benchmarks.records.samples import sample_record
 
 
-def test_dry_run_lists_done_and_pending_cells_and_trains_nothing(data_root, omniglot, tmp_path, monkeypatch, capsys):
+def test_dry_run_lists_done_and_pending_cells_and_trains_nothing(
+    data_root, omniglot, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("FEWSHOT_DATA_ROOT", str(data_root))
-    monkeypatch.setenv("FEWSHOT_CACHE_DIR", os.environ.get("FEWSHOT_CACHE_DIR") or str(tmp_path / "cache"))
-    base = ["--out", str(tmp_path / "out"), "--quiet", "--device", "cpu", "--methods", "protonet",
-            "--train-episodes", "2", "--test-episodes", "3"]
+    monkeypatch.setenv(
+        "FEWSHOT_CACHE_DIR", os.environ.get("FEWSHOT_CACHE_DIR") or str(tmp_path / "cache")
+    )
+    base = [
+        "--out",
+        str(tmp_path / "out"),
+        "--quiet",
+        "--device",
+        "cpu",
+        "--methods",
+        "protonet",
+        "--train-episodes",
+        "2",
+        "--test-episodes",
+        "3",
+    ]
     records = tmp_path / "out" / "omniglot" / "records.jsonl"
 
     assert main([*base, "--dry-run"]) == 0
@@ -36,12 +51,21 @@ def test_dry_run_lists_done_and_pending_cells_and_trains_nothing(data_root, omni
 def test_costs_come_from_matching_records_else_from_a_rough_rule():
     one, five = plan_cells(RunConfig(methods=("protonet",), shots=(1, 5), test_episodes=100), "cpu")
     record = sample_record(
-        config=one.config(), train_episodes=10, train_wall_s=2.0, train_reused_checkpoint=False,
-        eval_wall_ms_per_episode=9.0, data_ms_per_episode=1.0,
+        config=one.config(),
+        train_episodes=10,
+        train_wall_s=2.0,
+        train_reused_checkpoint=False,
+        eval_wall_ms_per_episode=9.0,
+        data_ms_per_episode=1.0,
     )
-    reused = sample_record(config=one.config(), train_episodes=10, train_wall_s=0.0,
-                           train_reused_checkpoint=True, eval_wall_ms_per_episode=9.0,
-                           data_ms_per_episode=1.0)
+    reused = sample_record(
+        config=one.config(),
+        train_episodes=10,
+        train_wall_s=0.0,
+        train_reused_checkpoint=True,
+        eval_wall_ms_per_episode=9.0,
+        data_ms_per_episode=1.0,
+    )
     costs = CostModel([record, reused], (1, 28, 28))  # a reused checkpoint says nothing of training
     assert costs.training(one).basis == "measured"
     assert abs(costs.training(one).seconds - 1000 * 0.2) < 1e-9

@@ -66,7 +66,9 @@ def test_a_torn_last_line_is_ignored_with_a_warning_and_not_glued_to(tmp_path):
 def test_checkpoints_round_trip_with_weights_only(tmp_path):
     store = RecordStore(tmp_path)
     assert store.load_checkpoint("x") is None
-    store.save_checkpoint("x", {"state_dict": {"w": torch.ones(2)}, "train_result": {"episodes_trained": 3}})
+    store.save_checkpoint(
+        "x", {"state_dict": {"w": torch.ones(2)}, "train_result": {"episodes_trained": 3}}
+    )
     loaded = store.load_checkpoint("x")
     assert torch.equal(loaded["state_dict"]["w"], torch.ones(2))
     assert not list(tmp_path.rglob("*.part"))
@@ -75,7 +77,9 @@ def test_checkpoints_round_trip_with_weights_only(tmp_path):
 def test_unwritable_output_is_reported(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(PermissionError, match="cannot write results to .*choose another folder with --out"):
+    with pytest.raises(
+        PermissionError, match="cannot write results to .*choose another folder with --out"
+    ):
         check_writable(blocker / "omniglot")
 
 
@@ -87,8 +91,11 @@ def _hold_lock_in_another_process(root: Path) -> subprocess.Popen:
         "    print('locked', flush=True); sys.stdin.read()\n"
     )
     child = subprocess.Popen(
-        [sys.executable, "-c", script, "--out", "elsewhere"], cwd=REPO, text=True,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        [sys.executable, "-c", script, "--out", "elsewhere"],
+        cwd=REPO,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert child.stdout.readline().strip() == "locked"
@@ -141,7 +148,10 @@ def test_non_finite_numbers_are_written_as_null_so_every_line_is_json(tmp_path):
         accuracy=float("nan"),
         val_history=[{"episode": 1, "train_loss": float("nan"), "val_accuracy": 0.5}],
         extra={
-            "times": {"train": float("inf"), "per_episode": [1.0, float("-inf"), np.float64("nan")]},
+            "times": {
+                "train": float("inf"),
+                "per_episode": [1.0, float("-inf"), np.float64("nan")],
+            },
             "pair": (0.5, float("nan")),
         },
     )
@@ -158,7 +168,8 @@ def test_non_finite_numbers_are_written_as_null_so_every_line_is_json(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "episodes_file", ["/etc/passwd", "../outside.npy", "episodes/../../outside.npy", "link/outside.npy"]
+    "episodes_file",
+    ["/etc/passwd", "../outside.npy", "episodes/../../outside.npy", "link/outside.npy"],
 )
 def test_an_episodes_file_outside_the_store_is_not_read(tmp_path, episodes_file):
     store = RecordStore(tmp_path / "omniglot")
@@ -179,7 +190,9 @@ def test_a_missing_episodes_file_names_the_record_and_the_fix(tmp_path):
     store = RecordStore(tmp_path)
     store.append(sample_record(config_hash="abc"), np.array([0.5]))
     (tmp_path / "episodes" / "abc.npy").unlink()
-    expected = r"config_hash 'abc' names a missing file \(episodes_file='episodes/abc.npy'\); remove"
+    expected = (
+        r"config_hash 'abc' names a missing file \(episodes_file='episodes/abc.npy'\); remove"
+    )
     with pytest.raises(RecordError, match=expected):
         store.accuracies(store.records()[0])
     with pytest.raises(RecordError, match="has no episodes_file"):
@@ -254,7 +267,9 @@ def test_a_damaged_checkpoint_is_moved_aside_and_trained_again(tmp_path, content
 def test_a_checkpoint_the_model_rejects_can_be_discarded(tmp_path):
     store = RecordStore(tmp_path)
     store.save_checkpoint("x", {"state_dict": {"w": torch.ones(2)}, "train_result": {}})
-    expected = r"x\.pt is not usable: it does not fit the model; it was moved aside to .*x\.pt\.damaged"
+    expected = (
+        r"x\.pt is not usable: it does not fit the model; it was moved aside to .*x\.pt\.damaged"
+    )
     with pytest.warns(UserWarning, match=expected):
         store.discard_checkpoint("x", "it does not fit the model")
     assert store.load_checkpoint("x") is None

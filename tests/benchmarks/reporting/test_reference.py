@@ -14,9 +14,18 @@ CONFIG = {"method": "protonet", "n_way": 5, "k_shot": 1, "seed": 0, "device": "c
 def _record(accuracy: float, ci95: float, **config) -> dict:
     merged = {**CONFIG, **config}
     return {
-        "config": merged, "dataset_fingerprint": "f" * 64, "accuracy": accuracy, "ci95": ci95,
-        "method": "protonet", "method_options": {}, "precision": "fp32", "setting": "5-way 1-shot",
-        "n_way": 5, "k_shot": 1, "seed": merged["seed"], "device_name": f"{merged['device']} box",
+        "config": merged,
+        "dataset_fingerprint": "f" * 64,
+        "accuracy": accuracy,
+        "ci95": ci95,
+        "method": "protonet",
+        "method_options": {},
+        "precision": "fp32",
+        "setting": "5-way 1-shot",
+        "n_way": 5,
+        "k_shot": 1,
+        "seed": merged["seed"],
+        "device_name": f"{merged['device']} box",
         "config_hash": f"hash-{merged['device']}-{merged['seed']}",
     }
 

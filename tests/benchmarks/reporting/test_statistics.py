@@ -46,9 +46,16 @@ def test_different_episode_counts_cannot_be_paired():
 def _paired_records():
     return pd.DataFrame(
         [
-            {"config_hash": f"{m}{s}", "setting": f"5-way {s}-shot", "n_way": 5, "k_shot": s,
-             "seed": 0, "test_episodes": 4}
-            for m in ("a", "b", "c") for s in (1, 5)
+            {
+                "config_hash": f"{m}{s}",
+                "setting": f"5-way {s}-shot",
+                "n_way": 5,
+                "k_shot": s,
+                "seed": 0,
+                "test_episodes": 4,
+            }
+            for m in ("a", "b", "c")
+            for s in (1, 5)
         ]
     )
 
@@ -70,7 +77,11 @@ def test_paired_frame_holds_the_numbers_the_display_table_formats():
     first = frame.iloc[0]
     result = paired_difference(accuracies["a1"], accuracies["b1"])
     assert first[["setting", "n_way", "k_shot", "method_a", "method_b"]].tolist() == [
-        "5-way 1-shot", 5, 1, "a", "b"
+        "5-way 1-shot",
+        5,
+        1,
+        "a",
+        "b",
     ]
     assert first["diff_points"] == 100 * result["mean"]
     assert first["ci95_points"] == 100 * result["ci95"]
@@ -83,11 +94,20 @@ def test_paired_frame_holds_the_numbers_the_display_table_formats():
 
 
 def test_seeds_frame_is_long_form_with_the_aggregate_on_each_row():
-    records = pd.DataFrame([
-        {"method": "m", "setting": "5-way 1-shot", "n_way": 5, "k_shot": 1, "seed": seed,
-         "accuracy": accuracy, "ci95": 0.01}
-        for seed, accuracy in [(2, 0.94), (0, 0.90), (1, 0.92)]
-    ])
+    records = pd.DataFrame(
+        [
+            {
+                "method": "m",
+                "setting": "5-way 1-shot",
+                "n_way": 5,
+                "k_shot": 1,
+                "seed": seed,
+                "accuracy": accuracy,
+                "ci95": 0.01,
+            }
+            for seed, accuracy in [(2, 0.94), (0, 0.90), (1, 0.92)]
+        ]
+    )
     frame = seeds_frame(records, records["method"])
     assert frame["seed"].tolist() == [0, 1, 2]
     assert frame["accuracy_pct"].tolist() == [100 * 0.90, 100 * 0.92, 100 * 0.94]
