@@ -125,9 +125,10 @@ def png(side: int = 105, mode: str = "1") -> bytes:
 
 def first_line(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith(("error:", "warning:", "note:", "interrupted")):
-            return line
+    for line in lines:  # a message may follow a progress bar on the same line
+        for marker in ("error:", "warning:", "note:", "interrupted"):
+            if line.startswith(marker) or f"]{marker}" in line or f" {marker}" in line:
+                return line[line.index(marker) :]
     if any("Traceback" in line for line in lines):
         return "TRACEBACK: " + lines[-1]
     return lines[0] if lines else "(no output)"
@@ -296,16 +297,18 @@ def huge_image(p: Probe) -> tuple[int, str]:
 
 
 def ctrl_c_during_decode(p: Probe) -> tuple[int, str]:
-    process = subprocess.Popen(
-        p.command("--dry-run", cache=p.work / "cache-interrupted"),
-        cwd=p.work,
-        env=p.env(),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(4)
+    """SIGINT once the decode's progress bar has started (not during Python's imports)."""
+    command = p.command("--dry-run", cache=p.work / "cache-interrupted")
+    command.remove("--quiet")
+    process = subprocess.Popen(command, cwd=p.work, env=p.env(), stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    seen = b""
+    while b"decoding Omniglot" not in seen and process.poll() is None:
+        seen += process.stderr.read1(4096)
+    time.sleep(1)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    _, rest = process.communicate(timeout=60)
+    err = (seen + rest).decode(errors="replace").replace("\r", "\n")
     left = list((p.work / "cache-interrupted").glob("*"))
     return process.returncode, f"{first_line(err)} (files left in the cache: {len(left)})"
 
