@@ -167,11 +167,7 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
             samplers(cell, dataset, splits)
         except ValueError as error:
             raise UsageError(f"{cell.label}: {error}") from error
-    checked = (
-        RecordCheck(set(), {})
-        if config.force
-        else check_records(cells, store.records(), dataset.fingerprint)
-    )
+    checked = RecordCheck(set(), {}) if config.force else check_records(cells, store.records())
     for reason in checked.stale.values():
         log(f"warning: {reason}")
     if config.dry_run:

@@ -149,20 +149,14 @@ class RecordedIdentity(Protocol):
     def config_hash(self) -> str: ...
 
     @property
-    def dataset_fingerprint(self) -> str: ...
-
-    @property
     def method_options(self) -> dict[str, Any]: ...
 
 
-def check_records(
-    cells: list[Cell], records: Sequence[RecordedIdentity], fingerprint: str | None = None
-) -> RecordCheck:
+def check_records(cells: list[Cell], records: Sequence[RecordedIdentity]) -> RecordCheck:
     """Match ``cells`` with their latest records (a cell's config holds only the options a
     recipe or ``--options`` set, so a changed default keeps the hash but not the meaning).
 
-    With ``fingerprint`` (that of the data loaded now), a record made on data with another
-    fingerprint is stale too, whatever its hash says.
+    Other data never matches: the data read is part of a cell's hash (see :func:`data_key`).
     """
     latest = {r.config_hash: r for r in records}
     done: set[str] = set()
@@ -170,13 +164,6 @@ def check_records(
     for cell in cells:
         record = latest.get(cell.config_hash)
         if record is None:
-            continue
-        then_data = record.dataset_fingerprint
-        if fingerprint is not None and then_data is not None and then_data != fingerprint:
-            stale[cell.config_hash] = (
-                f"{cell.label} was recorded on data with fingerprint {str(then_data)[:16]}..., "
-                f"not the {fingerprint[:16]}... read now, so it runs again"
-            )
             continue
         now = json.loads(json.dumps(build_options(cell.method, cell.recipe.options).as_dict()))
         then = record.method_options or {}

@@ -177,23 +177,6 @@ def test_a_record_made_under_other_method_defaults_is_stale_not_done():
     assert "metric=(no such option)" in check_records([cell], [gone]).stale[cell.config_hash]
 
 
-def test_a_record_made_on_other_data_is_stale():
-    from benchmarks.experiment.cells import check_records
-    from tests.benchmarks.records.samples import sample_record
-
-    cell = plan_cells(RunConfig(methods=("protonet",), shots=(1,)), "cpu")[0]
-    record = sample_record(
-        config_hash=cell.config_hash, method_options={}, dataset_fingerprint="a" * 64
-    )
-    assert check_records([cell], [record], "a" * 64).done == {cell.config_hash}
-    check = check_records([cell], [record], "b" * 64)
-    assert check.done == set()
-    assert (
-        "recorded on data with fingerprint aaaaaaaaaaaaaaaa..., not the bbbb"
-        in (check.stale[cell.config_hash])
-    )
-
-
 def test_the_data_read_is_part_of_a_cells_identity_unless_it_is_the_official_release():
     from benchmarks.experiment.cells import with_data
 
