@@ -220,7 +220,7 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
         log(f"failed: {labels}: {message}")
 
     retrain = frozenset(c.training_hash for c in cells if c.config_hash in checked.stale)
-    channels = dataset_image_channels(dataset, cells[0])
+    image_shape = dataset_image_shape(dataset, cells[0])
     try:
         if session is not None:
             run_on_ray(
@@ -228,7 +228,7 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
                 groups,
                 dataset,
                 splits,
-                channels,
+                image_shape,
                 store,
                 str(device),
                 config.force,
@@ -241,7 +241,7 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
                 groups,
                 dataset,
                 splits,
-                channels,
+                image_shape,
                 store,
                 device,
                 not config.quiet,
@@ -303,5 +303,7 @@ def _describe(result: ExperimentResult, config: RunConfig, out: Path) -> None:
     )
 
 
-def dataset_image_channels(dataset: LoadedDataset, cell: Cell) -> int:
-    return dataset.split(cell.split, "test").image_shape[0]
+def dataset_image_shape(dataset: LoadedDataset, cell: Cell) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the dataset's images as the methods see them."""
+    channels, height, width = dataset.split(cell.split, "test").image_shape
+    return int(channels), int(height), int(width)

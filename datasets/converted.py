@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,8 @@ class ConvertedDataset:
         fingerprint: SHA-256 over part names, class names and stored pixels, in stored order.
         source: where the images were read from.
         directory: the cache directory holding the arrays.
+        extra: what the dataset's reader chose to store with the conversion (for example a
+            digest of the source files); empty when it stored nothing.
     """
 
     name: str
@@ -123,6 +125,7 @@ class ConvertedDataset:
     fingerprint: str
     source: str
     directory: Path
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def channel_stats(
         self, part: str, classes: Sequence[int] | None = None
@@ -259,6 +262,7 @@ def _open_converted(directory: Path) -> ConvertedDataset:
         fingerprint=meta["fingerprint"],
         source=meta["source"],
         directory=directory,
+        extra=dict(meta.get("extra", {})),
     )
 
 
@@ -269,6 +273,7 @@ def convert(
     parts: Sequence[tuple[str, Callable[[], PartSource]]],
     source: str,
     progress: bool = True,
+    extra: Callable[[], dict[str, Any]] | None = None,
 ) -> ConvertedDataset:
     """Convert ``parts`` into ``directory`` (atomically) and open the result.
 
@@ -278,6 +283,8 @@ def convert(
     Args:
         parts: ``(part name, make_reader)`` in order.
         source: where the images are read from, for records and messages.
+        extra: called once every part is written; what it returns is stored with the
+            conversion (``ConvertedDataset.extra``).
 
     Raises:
         PermissionError: the cache folder is not writable (checked before any image is read).
@@ -304,6 +311,8 @@ def convert(
             meta["parts"][part] = info
             _hash_part(digest, partial / f"{part}.npy", part, info["class_names"])
         meta["fingerprint"] = digest.hexdigest()
+        if extra is not None:
+            meta["extra"] = extra()
         atomic_write(partial / "meta.json", lambda stream: stream.write(json.dumps(meta).encode()))
         try:
             os.replace(partial, directory)

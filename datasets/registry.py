@@ -106,6 +106,39 @@ def _learn2learn_spec(name: str) -> DatasetSpec:
     )
 
 
+def _mini_imagenet_spec() -> DatasetSpec:
+    """miniImageNet in either form users have: the split CSVs with an image folder (read here,
+    see :mod:`datasets.mini_imagenet`) or learn2learn's pickles (read through learn2learn, which
+    also downloads them when neither form is present)."""
+    base = _learn2learn_spec("mini-imagenet")
+
+    def load(root, cache_dir, progress) -> LoadedDataset:
+        from .learn2learn_sets import standard_split
+        from .mini_imagenet import load_csv_form, locate_csv, matches_official
+        from .paths import resolve_data_root
+
+        layout = locate_csv(resolve_data_root(root))
+        if layout is None:
+            return base.load(root, cache_dir, progress)
+        data = load_csv_form(layout, cache_dir=cache_dir, progress=progress)
+        return _loaded(
+            "mini-imagenet",
+            lambda scheme, split: standard_split(data, scheme, split),
+            data.fingerprint,
+            matches_official(data),
+        )
+
+    return DatasetSpec(
+        name=base.name,
+        summary="miniImageNet (Vinyals et al.; Ravi & Larochelle split 64/16/20 classes x 600), "
+        "3x84x84: R/mini-imagenet/images/*.jpg + {train,val,test}.csv, or learn2learn's "
+        "pickles; cache 1.3 GB",
+        schemes=base.schemes,
+        default_scheme=base.default_scheme,
+        load=load,
+    )
+
+
 def _load_folder(root, cache_dir, progress) -> LoadedDataset:
     from .folder import folder_split, load_folder
 
@@ -132,7 +165,12 @@ def _folder_spec() -> DatasetSpec:
 def _all_specs() -> dict[str, DatasetSpec]:
     from .learn2learn_sets import SETS
 
-    specs = [_omniglot_spec(), *(_learn2learn_spec(name) for name in SETS), _folder_spec()]
+    specs = [
+        _omniglot_spec(),
+        *(_learn2learn_spec(name) for name in SETS if name != "mini-imagenet"),
+        _mini_imagenet_spec(),
+        _folder_spec(),
+    ]
     return {spec.name: spec for spec in specs}
 
 

@@ -95,6 +95,8 @@ class Conv4(nn.Module):
         cpu_eval_chunk_bytes: in eval mode on CPU, images go through in chunks whose first
             feature map fits in this many bytes, so activations stay in cache (up to 3x faster
             on large episodes; in eval mode images do not interact, so outputs are unchanged).
+        image_size: side of the square images it will see, when known: heads sized by the
+            feature map (see :attr:`feature_shape`) need it.
 
     Shapes:
         input ``[B, in_channels, H, W]`` (any H, W that survive the pooling) ->
@@ -107,8 +109,10 @@ class Conv4(nn.Module):
         config: Conv4Config = Conv4Config(),
         channels_last: bool = True,
         cpu_eval_chunk_bytes: int = 12 * 2**20,
+        image_size: int | None = None,
     ) -> None:
         super().__init__()
+        self.image_size = image_size
         self.cpu_eval_chunk_bytes = cpu_eval_chunk_bytes
         self.in_channels = in_channels
         self.config = config
@@ -136,6 +140,14 @@ class Conv4(nn.Module):
             if len(images) > chunk:
                 return torch.cat([self.blocks(part) for part in images.split(chunk)])
         return self.blocks(images)
+
+    @property
+    def feature_shape(self) -> tuple[int, int, int] | None:
+        """``(C, h, w)`` of the feature map of one image, ``None`` when the image size is not
+        known."""
+        if self.image_size is None:
+            return None
+        return self.output_shape((self.in_channels, self.image_size, self.image_size))
 
     def output_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """``(C, h, w)`` of the feature map for one image of shape ``(C, H, W)``."""

@@ -194,6 +194,14 @@ class FewShotMethod(nn.Module):
         """D, the channels of the backbone's feature maps."""
         return int(cast(int, self.backbone.out_channels))
 
+    @property
+    def feature_shape(self) -> tuple[int, int, int] | None:
+        """``(D, h, w)`` of the backbone's feature map for one image, or ``None`` when the
+        backbone does not know its input size (heads sized by the map then assume 1x1 maps or
+        say that they need it)."""
+        shape = getattr(self.backbone, "feature_shape", None)
+        return None if shape is None else (int(shape[0]), int(shape[1]), int(shape[2]))
+
     def head_parameters(self) -> int:
         """Trainable parameters outside the backbone."""
         backbone = {id(p) for p in self.backbone.parameters()}

@@ -8,13 +8,34 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import FewShotMethod, class_means
-from .recipes import PAPER_CPU_VALIDATION, Recipe, RecipeFunction, TrainConfig, quick_recipe
+from .recipes import (
+    MINI_IMAGENET_VALIDATION,
+    PAPER_CPU_VALIDATION,
+    Recipe,
+    RecipeFunction,
+    TrainConfig,
+    mini_imagenet_cpu_train,
+    quick_recipe,
+)
 from .registry import register_method
 
 
 def _paper(dataset: str, n_way: int, k_shot: int) -> Recipe:
-    """Snell et al. 2017: 60-way training, 5 queries, training shot = test shot, lr halved every
-    2000 episodes; meant for a GPU."""
+    """Snell et al. 2017: 60-way training, 5 queries (miniImageNet: 30-way at 1 shot, 20-way at
+    5 shots, 15 queries), training shot = test shot, lr halved every 2000 episodes; meant for a
+    GPU."""
+    if dataset == "mini-imagenet":
+        train = TrainConfig(
+            episodes=20_000,
+            n_way=30 if k_shot == 1 else 20,
+            k_shot=k_shot,
+            n_query=15,
+            lr_step=2000,
+            val_every=1000,
+            val_episodes=300,
+            **MINI_IMAGENET_VALIDATION,
+        )
+        return Recipe(backbone="conv4", train=train)
     return Recipe(
         backbone="conv4",
         train=TrainConfig(
@@ -31,7 +52,10 @@ def _paper(dataset: str, n_way: int, k_shot: int) -> Recipe:
 
 def _paper_cpu(dataset: str, n_way: int, k_shot: int) -> Recipe:
     """Snell et al.'s recipe (60-way, 5 queries, training shot = test shot) for 3,000 / 1,500
-    episodes instead of training to convergence."""
+    episodes instead of training to convergence; on miniImageNet, see
+    :func:`~methods.recipes.mini_imagenet_cpu_train`."""
+    if dataset == "mini-imagenet":
+        return Recipe(backbone="conv4", train=mini_imagenet_cpu_train(k_shot))
     train = TrainConfig(
         episodes=3000 if k_shot == 1 else 1500,
         n_way=60,

@@ -11,7 +11,15 @@ from torch import Tensor, nn
 
 from .backbones import folded_batch_norm
 from .base import FewShotMethod, MethodOptions, bounded, class_means, class_sums
-from .recipes import PAPER_CPU_VALIDATION, Recipe, RecipeFunction, TrainConfig, quick_recipe
+from .recipes import (
+    MINI_IMAGENET_VALIDATION,
+    PAPER_CPU_VALIDATION,
+    Recipe,
+    RecipeFunction,
+    TrainConfig,
+    mini_imagenet_cpu_train,
+    quick_recipe,
+)
 from .registry import register_method
 
 
@@ -30,6 +38,12 @@ class RelationNetOptions(MethodOptions):
             cross-entropy over the relation logits.
         fc_hidden: hidden units (>= 1) of the conv module's first FC layer (8 in the paper).
         mlp_hidden: hidden units (>= 1) of each layer of the MLP module.
+        relation_layout: the conv module's layout. ``"padded"``: padded convolutions, and the
+            map left after the second block (1x1 on Omniglot) is averaged before the FC layers
+            (the paper's Omniglot module). ``"unpadded"``: unpadded convolutions, each block
+            pooled, the map flattened into the first FC layer (the paper's miniImageNet module:
+            64x19x19 -> 64x8x8 -> 64x3x3 -> FC 8 -> FC 1); needs a backbone that knows its image
+            size.
         pairwise: ``"factorized"`` computes the first (linear) layer once per class and once
             per query and adds the halves for every pair; ``"naive"`` concatenates every pair
             first. Both give the same scores up to float rounding.
@@ -42,6 +56,7 @@ class RelationNetOptions(MethodOptions):
     loss: Literal["mse", "ce"] = "mse"
     fc_hidden: int = bounded(8, ge=1)
     mlp_hidden: int = bounded(256, ge=1)
+    relation_layout: Literal["padded", "unpadded"] = "padded"
     pairwise: Literal["factorized", "naive"] = "factorized"
 
 
@@ -53,22 +68,38 @@ def _pool_if_possible(maps: Tensor) -> Tensor:
 
 
 class ConvRelation(nn.Module):
-    """The paper's relation module; works on maps of any size, 1x1 included.
+    """The paper's relation module: two conv blocks (3x3 conv, BatchNorm, ReLU, 2x2 max-pool)
+    on channel-wise concatenated (class, query) maps, FC to ``fc_hidden``, ReLU, FC to 1.
+
+    With ``padding=1`` and ``flat_size=None`` it works on maps of any size, 1x1 included (what
+    is left after the blocks is averaged); with ``flat_size`` set, the map after the blocks is
+    flattened into the first FC layer, which then expects exactly ``flat_size`` inputs (see
+    :func:`relation_flat_size`).
 
     Shapes: ``pair_logits(classes [N, D, h, w], queries [Q, D, h, w]) -> [Q, N]``.
     """
 
-    def __init__(self, in_channels: int, channels: int = 64, fc_hidden: int = 8) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int = 64,
+        fc_hidden: int = 8,
+        padding: int = 1,
+        flat_size: int | None = None,
+    ) -> None:
         super().__init__()
         self.in_channels = in_channels
-        self.first = nn.Conv2d(2 * in_channels, channels, 3, padding=1)
+        self.padding = padding
+        self.flatten = flat_size is not None
+        self.first = nn.Conv2d(2 * in_channels, channels, 3, padding=padding)
         self.first_norm = nn.BatchNorm2d(channels)
         self.second = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.Conv2d(channels, channels, 3, padding=padding),
             nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
         )
-        self.head = nn.Sequential(nn.Linear(channels, fc_hidden), nn.ReLU(inplace=True))
+        head_in = flat_size if flat_size is not None else channels
+        self.head = nn.Sequential(nn.Linear(head_in, fc_hidden), nn.ReLU(inplace=True))
         self.out = nn.Linear(fc_hidden, 1)
 
     def pair_logits(self, classes: Tensor, queries: Tensor, factorized: bool = True) -> Tensor:
@@ -84,8 +115,9 @@ class ConvRelation(nn.Module):
             return self.after_first(self.first(pairs)).view(q, n)
         # conv([class ; query]) = conv(class, W_class) + conv(query, W_query): each half once.
         weight_class, weight_query = self.first.weight.split(self.in_channels, dim=1)
-        class_half = F.conv2d(classes, weight_class, self.first.bias, padding=1)  # [N, C, h, w]
-        query_half = F.conv2d(queries, weight_query, None, padding=1)  # [Q, C, h, w]
+        pad = self.padding
+        class_half = F.conv2d(classes, weight_class, self.first.bias, padding=pad)  # [N, C, h, w]
+        query_half = F.conv2d(queries, weight_query, None, padding=pad)  # [Q, C, h, w]
         if self.first_norm.training:
             # batch statistics are taken over every pair and position: build all of them
             first = (query_half.unsqueeze(1) + class_half.unsqueeze(0)).flatten(0, 1)
@@ -109,8 +141,26 @@ class ConvRelation(nn.Module):
     def after_first_block(self, maps: Tensor) -> Tensor:
         """Logits ``[P]`` from the first block's pooled output ``[P, C, h', w']``."""
         maps = _pool_if_possible(self.second(maps))
-        pooled = maps.mean(dim=(-2, -1))  # identity on the paper's 1x1 maps
-        return self.out(self.head(pooled)).squeeze(-1)
+        # flattened (miniImageNet module), or averaged: identity on the paper's 1x1 maps
+        reduced = maps.flatten(1) if self.flatten else maps.mean(dim=(-2, -1))
+        return self.out(self.head(reduced)).squeeze(-1)
+
+
+def relation_flat_size(feature_shape: tuple[int, int, int], channels: int, padding: int) -> int:
+    """Inputs of the first FC layer of a flattening :class:`ConvRelation` on feature maps
+    ``(D, h, w)``: ``channels`` times the map left after two blocks of 3x3 convolution
+    (``padding``) and 2x2 max-pool (64x19x19 -> 64x3x3 unpadded: 576)."""
+    _, h, w = feature_shape
+    for _ in range(2):
+        h, w = h + 2 * padding - 2, w + 2 * padding - 2
+        if h < 1 or w < 1:
+            raise ValueError(
+                f"feature maps of shape {feature_shape} are too small for the relation module's "
+                f"convolutions (padding {padding}); use relation_layout='padded'"
+            )
+        if h >= 2 and w >= 2:
+            h, w = h // 2, w // 2
+    return channels * h * w
 
 
 class MlpRelation(nn.Module):
@@ -145,9 +195,26 @@ class MlpRelation(nn.Module):
         return self.rest(first).view(q, n)
 
 
+#: The relation module of Sung et al.'s miniImageNet network (64x19x19 maps -> 64x3x3 -> FC 8).
+MINI_IMAGENET_RELATION = {"relation_layout": "unpadded"}
+
+
 def _paper(dataset: str, n_way: int, k_shot: int) -> Recipe:
-    """Sung et al. 2018: queries per class by setting, Adam 1e-3 halved every 100k episodes;
-    meant for a GPU."""
+    """Sung et al. 2018: queries per class by setting, Adam 1e-3 halved every 100k episodes
+    (miniImageNet: 5-way, 15 / 10 queries at 1 / 5 shots, 500k episodes, the unpadded relation
+    module); meant for a GPU."""
+    if dataset == "mini-imagenet":
+        train = TrainConfig(
+            episodes=500_000,
+            n_way=5,
+            k_shot=k_shot,
+            n_query=15 if k_shot == 1 else 10,
+            lr_step=100_000,
+            val_every=5000,
+            val_episodes=300,
+            **MINI_IMAGENET_VALIDATION,
+        )
+        return Recipe(backbone="conv4-relnet", train=train, options=dict(MINI_IMAGENET_RELATION))
     queries = {(5, 1): 19, (5, 5): 15, (20, 1): 10, (20, 5): 5}.get((n_way, k_shot), 10)
     return Recipe(
         backbone="conv4-relnet",
@@ -167,7 +234,12 @@ def _paper_cpu(dataset: str, n_way: int, k_shot: int) -> Recipe:
     """Sung et al.'s 20-way recipe shortened for a CPU (10 queries per class at 1 shot, 5 at 5
     shots), paper embedding layout, sum of support maps, sigmoid + MSE: 4,000 episodes at 5
     shots; at 1 shot, where it converges slowest, 15,000 episodes with the rate halved every
-    3,000 (8,000 episodes halved every 2,000 left it 0.2 / 0.6 points short at 5- / 20-way)."""
+    3,000 (8,000 episodes halved every 2,000 left it 0.2 / 0.6 points short at 5- / 20-way).
+    On miniImageNet: the paper's 5-way training and relation module, shortened (see
+    :func:`~methods.recipes.mini_imagenet_cpu_train`)."""
+    if dataset == "mini-imagenet":
+        train = mini_imagenet_cpu_train(k_shot, n_query=15 if k_shot == 1 else 10)
+        return Recipe(backbone="conv4-relnet", train=train, options=dict(MINI_IMAGENET_RELATION))
     if k_shot == 1:
         train = TrainConfig(
             episodes=15000,
@@ -202,7 +274,16 @@ class RelationNet(FewShotMethod):
         opts = self.options
         channels = self.feature_channels
         self.relation: ConvRelation | MlpRelation
-        if opts.relation == "conv":
+        if opts.relation == "conv" and opts.relation_layout == "unpadded":
+            shape = self.feature_shape
+            if shape is None:
+                raise ValueError(
+                    "relnet relation_layout='unpadded' sizes its FC layer by the feature map: "
+                    "build the backbone with its image size (Conv4(..., image_size=S))"
+                )
+            flat = relation_flat_size(shape, channels, padding=0)
+            self.relation = ConvRelation(channels, channels, opts.fc_hidden, 0, flat)
+        elif opts.relation == "conv":
             self.relation = ConvRelation(channels, channels, opts.fc_hidden)
         else:
             self.relation = MlpRelation(channels, opts.mlp_hidden)

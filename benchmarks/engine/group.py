@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.engine.allocator import keep_freed_memory
 from benchmarks.engine.devices import seeded
 from benchmarks.engine.environment import environment, peak_memory_mb
 from benchmarks.engine.evaluation import evaluate
@@ -30,10 +31,12 @@ class CheckpointMismatchError(RuntimeError):
 EVAL_WARMUP_EPISODES = 3
 
 
-def build_method(cell: Cell, image_channels: int) -> FewShotMethod:
-    """The cell's method on a fresh backbone, initialised from the cell's seed."""
+def build_method(cell: Cell, image_shape: tuple[int, int, int]) -> FewShotMethod:
+    """The cell's method on a fresh backbone for images ``(C, H, W)``, initialised from the
+    cell's seed."""
+    channels, height, _ = image_shape
     with seeded(cell.seed):
-        backbone = Conv4(image_channels, backbone_config(cell.recipe.backbone))
+        backbone = Conv4(channels, backbone_config(cell.recipe.backbone), image_size=height)
         return create_method(cell.method, backbone, cell.recipe.options)
 
 
@@ -88,7 +91,7 @@ def compute_group(
     cells: list[Cell],
     dataset: LoadedDataset,
     splits: tuple[str, ...],
-    image_channels: int,
+    image_shape: tuple[int, int, int],
     device: torch.device,
     progress: bool,
     checkpoint: dict[str, Any] | None,
@@ -106,8 +109,9 @@ def compute_group(
         training.NonFiniteLossError: training diverged; ``on_cell`` was not called.
         CheckpointMismatchError: ``checkpoint`` does not fit the method; nothing was called.
     """
+    allocator = keep_freed_memory()
     first = cells[0]
-    method = build_method(first, image_channels).to(device)
+    method = build_method(first, image_shape).to(device)
     if checkpoint is not None:
         try:
             method.load_state_dict(checkpoint["state_dict"])
@@ -190,5 +194,6 @@ def compute_group(
             finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
             config=cell.config(),
             **environment(device),
+            malloc=allocator.mode,
         )
         on_cell(cell, record, result.accuracies)

@@ -20,7 +20,7 @@ def run_local(
     groups: list[list[Cell]],
     dataset: LoadedDataset,
     splits: tuple[str, ...],
-    image_channels: int,
+    image_shape: tuple[int, int, int],
     store: RecordStore,
     device: torch.device,
     progress: bool,
@@ -36,7 +36,7 @@ def run_local(
                 group,
                 dataset,
                 splits,
-                image_channels,
+                image_shape,
                 store,
                 device,
                 progress,
@@ -51,7 +51,7 @@ def run_group(
     cells: list[Cell],
     dataset: LoadedDataset,
     splits: tuple[str, ...],
-    image_channels: int,
+    image_shape: tuple[int, int, int],
     store: RecordStore,
     device: torch.device,
     progress: bool,
@@ -77,8 +77,8 @@ def run_group(
     checkpoint = None if force else store.load_checkpoint(first.training_hash)
     try:
         compute_group(
-            cells, dataset, splits, image_channels, device, progress, checkpoint, save, append
+            cells, dataset, splits, image_shape, device, progress, checkpoint, save, append
         )
     except CheckpointMismatchError as error:
         store.discard_checkpoint(first.training_hash, str(error))
-        compute_group(cells, dataset, splits, image_channels, device, progress, None, save, append)
+        compute_group(cells, dataset, splits, image_shape, device, progress, None, save, append)

@@ -229,7 +229,7 @@ def run_group_task(
     cells: list[Cell],
     data: ShippedDataset,
     splits: tuple[str, ...],
-    image_channels: int,
+    image_shape: tuple[int, int, int],
     device: str,
     threads: int,
     checkpoint: dict[str, Any] | None,
@@ -258,7 +258,7 @@ def run_group_task(
         cells,
         data.loaded(),
         splits,
-        image_channels,
+        image_shape,
         target,
         False,
         checkpoint,
@@ -276,7 +276,7 @@ def run_on_ray(
     groups: list[list[Cell]],
     dataset: LoadedDataset,
     splits: tuple[str, ...],
-    image_channels: int,
+    image_shape: tuple[int, int, int],
     store: RecordStore,
     device: str,
     force: bool,
@@ -309,7 +309,7 @@ def run_on_ray(
         reuse = not force and group[0].training_hash not in retrain
         checkpoint = store.load_checkpoint(group[0].training_hash) if reuse else None
         ref = task.remote(
-            group, data, splits, image_channels, device, options.cpus_per_cell, checkpoint, fault
+            group, data, splits, image_shape, device, options.cpus_per_cell, checkpoint, fault
         )
         pending[ref] = group
 

@@ -91,6 +91,8 @@ class Record:
         num_threads: torch's intra-op CPU threads.
         git_commit: commit of the code, ``-dirty`` when tracked code had changes (see
             :func:`benchmarks.engine.environment.git_commit`).
+        malloc: how the C library's allocator was set (``"keep-freed"`` or ``"system"``, see
+            :mod:`benchmarks.engine.allocator`); ``None`` in records made before it was recorded.
         episodes_file: the ``.npy`` file of per-episode test accuracies, a POSIX path relative
             to the store's folder; ``None`` until the store writes the record.
         extra: keys of a stored record that this class does not define, kept as they were.
@@ -142,6 +144,7 @@ class Record:
     python_version: str
     num_threads: int
     git_commit: str
+    malloc: str | None = None
     episodes_file: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -61,7 +61,7 @@ def _trained(method: str, results: Path, device: torch.device):
     cell = Cell(
         method, "omniglot", "vinyals", 5, K_SHOT, QUERIES, 600, 0, "quick", str(device), recipe
     )
-    model = build_method(cell, 1)
+    model = build_method(cell, (1, 28, 28))
     checkpoint = RecordStore(results / "omniglot").load_checkpoint(cell.training_hash)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["state_dict"])

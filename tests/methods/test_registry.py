@@ -170,6 +170,7 @@ def test_defaults_are_unchanged_and_valid():
         "loss": "mse",
         "fc_hidden": 8,
         "mlp_hidden": 256,
+        "relation_layout": "padded",
         "pairwise": "factorized",
     }
     assert {"fce_steps=5", "temperature=10.0"} <= set(option_choices("matchnet"))

@@ -64,7 +64,7 @@ def test_each_cell_is_handed_over_as_a_typed_record_not_yet_stored():
         cells,
         _dataset(side=28),
         ("train", "val", "test"),
-        1,
+        (1, 28, 28),
         torch.device("cpu"),
         False,
         None,

@@ -51,7 +51,7 @@ def test_unknown_keys_are_kept_in_extra_and_written_back_flat():
     line = {**committed_lines()[-1], "gpu_temperature_c": 61, "extra": {"note": "x"}}
     record = Record.from_dict(line)
     assert record.extra == {"gpu_temperature_c": 61, "extra": {"note": "x"}}
-    assert record.as_dict() == line
+    assert record.as_dict() == {**defaults(), **line}  # fields added since: their defaults
     assert list(record.as_dict())[: len(STORED_FIELDS)] == [
         f.name for f in dataclasses.fields(Record) if f.name != "extra"
     ]
