@@ -199,7 +199,15 @@ class SourceDigest:
         self._images: dict[str, str] = {}
 
     def add(self, filename: str, content: bytes) -> None:
-        self._images[filename] = hashlib.sha256(content).hexdigest()
+        """Count image ``filename`` read with bytes ``content``."""
+        self.add_checksum(filename, hashlib.sha256(content).hexdigest())
+
+    def add_checksum(self, filename: str, sha256: str) -> None:
+        """Count image ``filename`` whose SHA-256 (hex) is ``sha256``."""
+        self._images[filename] = sha256
+
+    def __len__(self) -> int:
+        return len(self._images)
 
     def hexdigest(self) -> str:
         lines = self._splits + [f"{name}:{self._images[name]}" for name in sorted(self._images)]

@@ -1,5 +1,6 @@
 """Published accuracies of the three methods (Omniglot, Vinyals split; miniImageNet, Ravi &
-Larochelle split), with their sources."""
+Larochelle split), with their sources, and the numbers of re-implementations users compare
+against (Chen et al. 2019, mmfewshot) on miniImageNet."""
 
 from __future__ import annotations
 
@@ -62,3 +63,36 @@ def tolerance(n_way: int) -> float:
     """How far (points) a result from shortened CPU training may sit from the published value and
     still count as reproducing it: 1.0 at 5-way, 2.0 at 20-way (and wider)."""
     return 1.0 if n_way <= 5 else 2.0
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """A re-implementation users compare against: its column name in tables and CSVs, its
+    display title, and where its numbers come from."""
+
+    column: str
+    title: str
+    source: str
+
+
+CHEN_2019 = Reproduction(
+    "chen2019_pct",
+    "Chen et al. 2019",
+    "Chen et al., A Closer Look at Few-shot Classification, ICLR 2019, Table A5 (Conv-4, "
+    "miniImageNet 5-way, 600 test episodes, their re-implementations with data augmentation)",
+)
+MMFEWSHOT = Reproduction(
+    "mmfewshot_pct",
+    "mmfewshot",
+    "OpenMMLab mmfewshot model zoo (Conv4, 84x84 miniImageNet, 5-way, 2000 test episodes)",
+)
+
+#: (method, dataset, split, n_way, k_shot) -> re-implementation -> its accuracy in percent.
+REPRODUCTIONS: dict[tuple[str, str, str, int, int], dict[Reproduction, float]] = {
+    ("matchnet", "mini-imagenet", "standard", 5, 1): {CHEN_2019: 48.14, MMFEWSHOT: 53.35},
+    ("matchnet", "mini-imagenet", "standard", 5, 5): {CHEN_2019: 63.48, MMFEWSHOT: 66.30},
+    ("protonet", "mini-imagenet", "standard", 5, 1): {CHEN_2019: 44.42, MMFEWSHOT: 48.11},
+    ("protonet", "mini-imagenet", "standard", 5, 5): {CHEN_2019: 64.24, MMFEWSHOT: 68.51},
+    ("relnet", "mini-imagenet", "standard", 5, 1): {CHEN_2019: 49.31, MMFEWSHOT: 49.69},
+    ("relnet", "mini-imagenet", "standard", 5, 5): {CHEN_2019: 66.60, MMFEWSHOT: 68.14},
+}

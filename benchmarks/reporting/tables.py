@@ -53,7 +53,7 @@ import pandas as pd
 
 from benchmarks.records.store import RecordStore
 from benchmarks.reporting.plots import setting_order, write_plots
-from benchmarks.reporting.published import PUBLISHED, Published, tolerance
+from benchmarks.reporting.published import PUBLISHED, REPRODUCTIONS, Published, tolerance
 from benchmarks.reporting.statistics import (
     across_seeds,
     paired_frame,
@@ -300,7 +300,9 @@ def write_tables(out: Path) -> list[Path]:
             f"{intro}: per-seed accuracy (± 95% CI over test episodes), the mean over seeds and "
             "its 95% CI across seeds (Student's t).",
         )
-        sources = sorted({PUBLISHED[k].source for k in _published_keys(group)})
+        keys = _published_keys(group)
+        sources = sorted({PUBLISHED[k].source for k in keys})
+        sources += sorted({r.source for k in keys for r in REPRODUCTIONS.get(k, {})})
         published = published_frame(group, labels)
         _write_table(
             stem.with_name(f"{stem.name}-published"),
@@ -309,7 +311,13 @@ def write_tables(out: Path) -> list[Path]:
             f"{intro}: ours (mean ± 95% CI over test episodes, per seed) next to the published "
             "accuracy. 'within tolerance': |ours - published| at most 1 point at 5-way and 2 "
             "points at 20-way, the bar for shortened (CPU) training; 'train time' is that of the "
-            "model behind the cell, shared by the cells it serves.",
+            "model behind the cell, shared by the cells it serves."
+            + (
+                " Further columns: the same cell as re-implemented by others (their numbers, "
+                "not our runs)."
+                if any(k in REPRODUCTIONS for k in keys)
+                else ""
+            ),
             "Sources:\n" + "".join(f"- {source}\n" for source in sources),
         )
         write_plots(group, stem, labels)
@@ -378,6 +386,7 @@ def _published_row(record: Any, ref: Published) -> dict[str, Any]:
         "tolerance_points": allowed,
         "train_episodes": int(record.train_episodes),
         "train_wall_s": record.train_wall_s,
+        **{r.column: value for r, value in REPRODUCTIONS.get(_cell_key(record), {}).items()},
     }
 
 
@@ -407,10 +416,25 @@ def published_table(published: pd.DataFrame) -> pd.DataFrame:
                     published["within_tolerance"], published["tolerance_points"]
                 )
             ],
+            **{
+                reproduction.title: published[reproduction.column].map(_as_reproduction)
+                for reproduction in _reproductions()
+                if reproduction.column in published
+            },
             "train episodes": published["train_episodes"],
             "train time": published["train_wall_s"].map(lambda s: f"{s / 60:.1f} min"),
         }
     )
+
+
+def _reproductions() -> list[Any]:
+    """Every re-implementation with numbers, in a fixed order."""
+    seen = {r.column: r for cells in REPRODUCTIONS.values() for r in cells}
+    return [seen[column] for column in sorted(seen)]
+
+
+def _as_reproduction(value: float) -> str:
+    return "-" if pd.isna(value) else f"{value:.2f}"
 
 
 def _yes_no(value: bool) -> str:

@@ -226,3 +226,32 @@ def _refusing(create: Callable[..., Any], folder: Path) -> Callable[..., Any]:
         return create(*args, **kwargs)
 
     return refuse
+
+
+def write_mini_imagenet_csv(
+    root: Path, base: str = "mini-imagenet", image_folder: bool = True, side: int = 84
+) -> dict[str, dict[str, list[str]]]:
+    """Ravi & Larochelle's form: ``root/base/images/<wnid><index>.jpg`` (JPEG, ``side`` pixels;
+    directly in ``root/base`` when not ``image_folder``) and ``root/base/{train,val,test}.csv``
+    with the header ``filename,label``, rows grouped by class as published.
+
+    Returns: split -> class name -> its file names in CSV order.
+    """
+    folder = root / base if base else root
+    images = folder / "images" if image_folder else folder
+    images.mkdir(parents=True, exist_ok=True)
+    written: dict[str, dict[str, list[str]]] = {}
+    for seed, split in enumerate(("train", "val", "test")):
+        n_classes, per_class = _counts(split)
+        pixels = random_images(n_classes * per_class, side, 10 + seed)
+        rows = ["filename,label"]
+        written[split] = {}
+        for c in range(n_classes):
+            wnid = f"n{seed}{c:07d}"
+            names = [f"{wnid}{i:08d}.jpg" for i in range(1, per_class + 1)]
+            for i, name in enumerate(names):
+                Image.fromarray(pixels[c * per_class + i]).save(images / name, quality=95)
+            rows += [f"{name},{wnid}" for name in names]
+            written[split][wnid] = names
+        (folder / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    return written

@@ -87,3 +87,27 @@ def test_support_normalized_similarity_keeps_the_query_norm_as_sharpness():
 def test_an_unknown_similarity_is_rejected_with_the_choices():
     with pytest.raises(ValueError, match="choose one of: cosine, support-normalized"):
         create_method("matchnet", Conv4(1), {"similarity": "euclidean"})
+
+
+@pytest.mark.parametrize(("image", "features"), [((1, 28, 28), 64), ((3, 84, 84), 1600)])
+def test_full_context_embeddings_are_sized_by_the_flattened_feature_map(image, features):
+    """64x1x1 maps on Omniglot, 64x5x5 on miniImageNet: the LSTMs see D*h*w features."""
+    backbone = Conv4(image[0], image_size=image[1])
+    method = create_method("matchnet", backbone, {"fce": True, "fce_steps": 1})
+    assert method.context.query_cell.input_size == features
+    assert method.context.support_lstm.hidden_size == features
+    support_x, support_y, query_x, query_y = random_episode(
+        n_way=3, k_shot=2, n_query=1, image=image
+    )
+    scores = method(support_x, support_y, query_x)
+    assert scores.shape == (3, 3)
+    method.loss(scores, query_y).backward()
+
+
+def test_fce_without_the_image_size_says_how_to_size_it():
+    method = create_method("matchnet", Conv4(3), {"fce": True})  # sized for 1x1 maps
+    support_x, support_y, query_x, _ = random_episode(
+        n_way=2, k_shot=1, n_query=1, image=(3, 84, 84)
+    )
+    with pytest.raises(ValueError, match="sized for 64 features per image but got 1600"):
+        method(support_x, support_y, query_x)

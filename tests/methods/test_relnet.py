@@ -107,3 +107,42 @@ def test_paper_layout_relation_module_reduces_5x5_maps_to_1x1():
     # paper sizes: conv 128->64 and 64->64 (3x3), FC 64->8, FC 8->1, two BatchNorms
     expected = (128 * 64 * 9 + 64) + (64 * 64 * 9 + 64) + 2 * 128 + (64 * 8 + 8) + (8 + 1)
     assert method.head_parameters() == expected
+
+
+def test_mini_imagenet_relation_module_reduces_19x19_maps_to_3x3_and_flattens_them():
+    """Sung et al.'s miniImageNet module: unpadded conv + pool twice, 64x19x19 -> 64x8x8 ->
+    64x3x3, flattened into FC 576 -> 8 -> 1."""
+    torch.manual_seed(0)
+    backbone = Conv4(3, backbone_config("conv4-relnet"), image_size=84)
+    method = create_method("relnet", backbone, {"relation_layout": "unpadded"})
+    assert method.feature_shape == (64, 19, 19)
+    blocks = []
+    method.relation.first_norm.register_forward_hook(lambda m, i, o: blocks.append(o.shape[-2:]))
+    method.relation.second.register_forward_hook(lambda m, i, o: blocks.append(o.shape[-2:]))
+    flat = []
+    method.relation.head.register_forward_hook(lambda m, i, o: flat.append(i[0].shape))
+    support_x, support_y, query_x, query_y = random_episode(
+        n_way=5, k_shot=2, n_query=2, image=(3, 84, 84)
+    )
+    scores = method(support_x, support_y, query_x)
+    assert scores.shape == (10, 5) and bool(((scores > 0) & (scores < 1)).all())
+    assert blocks == [torch.Size([17, 17]), torch.Size([6, 6])]  # before each 2x2 pool
+    assert flat == [torch.Size([50, 64 * 3 * 3])]
+    expected = (128 * 64 * 9 + 64) + (64 * 64 * 9 + 64) + 2 * 128 + (576 * 8 + 8) + (8 + 1)
+    assert method.head_parameters() == expected
+    method.loss(scores, query_y).backward()
+    assert all(p.grad is not None for p in method.parameters())
+    method.eval()
+    with torch.no_grad():
+        factorized = method(support_x, support_y, query_x)
+        method.options = RelationNetOptions(relation_layout="unpadded", pairwise="naive")
+        naive = method(support_x, support_y, query_x)
+    torch.testing.assert_close(factorized, naive, atol=1e-5, rtol=1e-4)
+
+
+def test_the_unpadded_module_needs_the_image_size_and_maps_large_enough():
+    with pytest.raises(ValueError, match="build the backbone with its image size"):
+        create_method("relnet", Conv4(3, backbone_config("conv4")), {"relation_layout": "unpadded"})
+    small = Conv4(1, backbone_config("conv4"), image_size=28)  # 64x1x1 maps
+    with pytest.raises(ValueError, match="too small for the relation module's convolutions"):
+        create_method("relnet", small, {"relation_layout": "unpadded"})

@@ -576,3 +576,29 @@ def test_markdown_keeps_its_display_form_beside_the_tidy_csv(tmp_path):
         "1.0 min",
     ] in published
     assert "\\pm" in (store / "vinyals-quick.tex").read_text()
+
+
+def test_mini_imagenet_published_comparison_adds_the_re_implementations():
+    from benchmarks.reporting.tables import published_frame, published_table
+
+    mini = {"dataset": "mini-imagenet", "split": "standard"}
+    frame = pd.DataFrame(
+        [
+            {**_record("protonet", "5-way 5-shot", 0.60, 0.007), **mini},
+            {**_record("relnet", "5-way 1-shot", 0.45, 0.008), **mini},
+        ]
+    )
+    tidy = published_frame(frame)
+    assert list(tidy["chen2019_pct"]) == [64.24, 49.31]
+    assert list(tidy["mmfewshot_pct"]) == [68.51, 49.69]
+    table = published_table(tidy)
+    protonet = table[table["method"] == "protonet"].iloc[0]
+    assert (protonet["published"], protonet["Chen et al. 2019"], protonet["mmfewshot"]) == (
+        "68.2 ± 0.66",
+        "64.24",
+        "68.51",
+    )
+    omniglot = published_table(
+        published_frame(pd.DataFrame([_record("relnet", "5-way 1-shot", 0.99, 0.01)]))
+    )
+    assert "Chen et al. 2019" not in omniglot.columns  # Omniglot tables keep their columns
