@@ -119,7 +119,9 @@ def worker(rounds: int, threads: int) -> dict[str, Any]:
             times.append(time.perf_counter() - begin)
         medians[label] = 1e3 * statistics.median(times)
     after = resource.getrusage(resource.RUSAGE_SELF)
+    profile = _profile(*SHAPES[0][1:])
     return {
+        "profile": profile,
         "malloc": setting.mode,
         "why": setting.why,
         "median_ms": medians,
@@ -128,6 +130,32 @@ def worker(rounds: int, threads: int) -> dict[str, Any]:
         "system_s": after.ru_stime - before.ru_stime,
         "minor_faults": after.ru_minflt - before.ru_minflt,
     }
+
+
+def _profile(
+    name: str,
+    backbone: str,
+    options: dict[str, Any],
+    phase: str,
+    n_way: int,
+    k_shot: int,
+    n_query: int,
+    steps: int = 3,
+    top: int = 8,
+) -> list[dict[str, Any]]:
+    """The operators taking most of ``steps`` steps' CPU time (torch.profiler, self time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    method = create_method(name, Conv4(3, backbone_config(backbone), image_size=84), options)
+    step = _step(method, phase, n_way, k_shot, n_query)
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        for _ in range(steps):
+            step()
+    events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    return [
+        {"op": e.key, "self_ms_per_step": e.self_cpu_time_total / 1e3 / steps} for e in events[:top]
+    ]
 
 
 def measure(rounds: int, threads: int, repeats: int) -> list[dict[str, Any]]:
@@ -189,6 +217,19 @@ def markdown(runs: list[dict[str, Any]], threads: int, rounds: int) -> str:
         b = statistics.median(run[key] for run in kept)
         name = key.replace("_s", "").replace("_", " ") + (f" ({unit})" if unit else "")
         lines.append(f"| {name} | {a:,.1f} | {b:,.1f} |")
+    for mode, mode_runs in (("system", system), ("keep-freed", kept)):
+        profile = mode_runs[-1].get("profile")
+        if not profile:
+            continue
+        lines += [
+            "",
+            f"Where the time of a `{SHAPES[0][0]}` step goes with `{mode}` (torch.profiler, "
+            "operators with the most self CPU time, per step):",
+            "",
+            "| operator | self CPU ms per step |",
+            "|:--|--:|",
+            *(f"| `{row['op']}` | {row['self_ms_per_step']:.1f} |" for row in profile),
+        ]
     return "\n".join(lines) + "\n"
 
 
