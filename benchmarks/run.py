@@ -29,7 +29,7 @@ from benchmarks.experiment.config import (
 from benchmarks.experiment.presets import available_presets, preset
 from benchmarks.runner import SETUP_ERRORS, log, run_experiment
 from datasets.registry import available_datasets, dataset_spec
-from methods import available_methods, method_summary, option_choices
+from methods import BACKBONE_NAMES, available_methods, method_summary, option_choices
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         metavar="NAME",
         help=f"training recipes: {', '.join(available_presets())} (default: {defaults.preset})",
+    )
+    add(
+        "--backbone",
+        metavar="NAME",
+        help=f"embedding network for every method: {', '.join(BACKBONE_NAMES)} (default: each "
+        "recipe's own, Conv-4)",
     )
     add("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (default: auto)")
     add(

@@ -5,7 +5,15 @@ Adding a method: write one module with a :class:`FewShotMethod` subclass decorat
 """
 
 from . import matchnet, protonet, relnet  # noqa: F401  (importing registers them)
-from .backbones import BACKBONES, Conv4, Conv4Config, backbone_config, count_parameters
+from .backbones import (
+    BACKBONE_NAMES,
+    BACKBONES,
+    Conv4,
+    Conv4Config,
+    backbone_config,
+    build_backbone,
+    count_parameters,
+)
 from .base import FewShotMethod, MethodOptions, check_episode
 from .recipes import Recipe, TrainConfig
 from .registry import (
@@ -22,6 +30,7 @@ from .registry import (
 )
 
 __all__ = [
+    "BACKBONE_NAMES",
     "BACKBONES",
     "Conv4",
     "Conv4Config",
@@ -33,6 +42,7 @@ __all__ = [
     "UnknownMethodError",
     "available_methods",
     "backbone_config",
+    "build_backbone",
     "build_options",
     "check_episode",
     "count_parameters",

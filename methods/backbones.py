@@ -1,4 +1,5 @@
-"""The one embedding network every method is built on: Conv-4."""
+"""Embedding networks: Conv-4 in two layouts, and (in :mod:`methods.resnets`) ResNet-12 and
+ResNet-18; :func:`build_backbone` builds any of them by name."""
 
 from __future__ import annotations
 
@@ -161,6 +162,30 @@ class Conv4(nn.Module):
                 f"images of shape {image_shape} are too small for this Conv-4 layout {self.config}"
             )
         return self.out_channels, h, w
+
+
+#: Every backbone name :func:`build_backbone` accepts.
+BACKBONE_NAMES = (*BACKBONES, "resnet12", "resnet18")
+
+
+def build_backbone(name: str, in_channels: int, image_size: int | None = None) -> nn.Module:
+    """Backbone ``name`` for images of ``in_channels`` channels and side ``image_size``.
+
+    Every backbone maps ``[B, in_channels, S, S]`` to feature maps ``[B, D, h, w]`` and has
+    ``out_channels`` (D) and ``feature_shape`` (``(D, h, w)``, or ``None`` when unknown).
+
+    Raises:
+        ValueError: an unknown name; the message lists the valid ones.
+    """
+    if name in BACKBONES:
+        return Conv4(in_channels, BACKBONES[name], image_size=image_size)
+    from .resnets import ResNet12, ResNet18
+
+    if name == "resnet12":
+        return ResNet12(in_channels, image_size)
+    if name == "resnet18":
+        return ResNet18(in_channels, image_size)
+    raise ValueError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONE_NAMES)}")
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -76,7 +76,7 @@ class Recipe:
     """How one method is built and trained for one test setting.
 
     Attributes:
-        backbone: name of the Conv-4 layout (see ``methods.BACKBONES``).
+        backbone: name of the embedding network (see ``methods.BACKBONE_NAMES``).
         options: the method's options.
         train: the training configuration (its way/shot/query describe training episodes).
     """

@@ -195,6 +195,10 @@ class MlpRelation(nn.Module):
         return self.rest(first).view(q, n)
 
 
+#: Channels of the relation module's convolutions: the paper's 64, whatever the backbone's
+#: width (on ResNet-12's 640 channels the first convolution maps 1,280 to 64).
+RELATION_CHANNELS = 64
+
 #: The relation module of Sung et al.'s miniImageNet network (64x19x19 maps -> 64x3x3 -> FC 8).
 MINI_IMAGENET_RELATION = {"relation_layout": "unpadded"}
 
@@ -281,10 +285,10 @@ class RelationNet(FewShotMethod):
                     "relnet relation_layout='unpadded' sizes its FC layer by the feature map: "
                     "build the backbone with its image size (Conv4(..., image_size=S))"
                 )
-            flat = relation_flat_size(shape, channels, padding=0)
-            self.relation = ConvRelation(channels, channels, opts.fc_hidden, 0, flat)
+            flat = relation_flat_size(shape, RELATION_CHANNELS, padding=0)
+            self.relation = ConvRelation(channels, RELATION_CHANNELS, opts.fc_hidden, 0, flat)
         elif opts.relation == "conv":
-            self.relation = ConvRelation(channels, channels, opts.fc_hidden)
+            self.relation = ConvRelation(channels, RELATION_CHANNELS, opts.fc_hidden)
         else:
             self.relation = MlpRelation(channels, opts.mlp_hidden)
 

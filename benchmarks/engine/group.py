@@ -20,7 +20,7 @@ from benchmarks.experiment.cells import Cell
 from benchmarks.records.record import Record
 from datasets import EpisodeSampler
 from datasets.registry import LoadedDataset
-from methods import Conv4, FewShotMethod, backbone_config, count_parameters, create_method
+from methods import FewShotMethod, build_backbone, count_parameters, create_method
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -36,7 +36,7 @@ def build_method(cell: Cell, image_shape: tuple[int, int, int]) -> FewShotMethod
     cell's seed."""
     channels, height, _ = image_shape
     with seeded(cell.seed):
-        backbone = Conv4(channels, backbone_config(cell.recipe.backbone), image_size=height)
+        backbone = build_backbone(cell.recipe.backbone, channels, image_size=height)
         return create_method(cell.method, backbone, cell.recipe.options)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from benchmarks.experiment.cells import Cell
 from benchmarks.experiment.presets import preset, with_overrides
 from datasets.registry import check_scheme, dataset_spec
-from methods import available_methods, build_options, method_class
+from methods import BACKBONE_NAMES, available_methods, build_options, method_class
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class RunConfig:
     test_episodes: int = 600
     seeds: tuple[int, ...] = (0,)
     preset: str = "quick"
+    backbone: str | None = None
     device: str = "auto"
     data_root: str | None = None
     cache_dir: str | None = None
@@ -148,6 +149,11 @@ def checked_config(config: RunConfig) -> RunConfig:
     for label, value, least in limits:
         if value is not None and not (math.isfinite(value) and value >= least):
             raise UsageError(f"{label} must be a number >= {least}, got {value}")
+    if config.backbone is not None and config.backbone not in BACKBONE_NAMES:
+        raise UsageError(
+            f"--backbone {config.backbone!r} is not a backbone; valid: {', '.join(BACKBONE_NAMES)}"
+            " (leave it out for each recipe's own)"
+        )
     budget = config.time_budget
     if budget is not None and not (math.isfinite(budget) and budget > 0):
         raise UsageError(
@@ -222,6 +228,8 @@ def plan_cells(config: RunConfig, device: str) -> list[Cell]:
             for shot in config.shots:
                 recipe = recipes.recipe(method, way, shot, config.dataset)
                 recipe = dataclasses.replace(recipe, options={**recipe.options, **options[method]})
+                if config.backbone is not None:
+                    recipe = dataclasses.replace(recipe, backbone=config.backbone)
                 recipe = with_overrides(
                     recipe, episodes=config.train_episodes, time_budget_s=config.time_budget
                 )

@@ -2,12 +2,14 @@
 
 Costs come from finished records of comparable cells when there are some (same method,
 backbone, precision, device type and episode shapes: seconds per training episode, milliseconds
-per test episode), else from a rough rule of thumb measured on a 2-core CPU with 28x28 Omniglot,
-scaled by the images per episode and their pixel count. Each estimate says which it is.
+per test episode), else from a rough rule of thumb measured on a 2-core CPU with 28x28 Omniglot
+and Conv-4, scaled by the images per episode, their pixel count and the backbone's FLOPs per
+image relative to Conv-4's. Each estimate says which it is.
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +22,27 @@ from benchmarks.experiment.cells import Cell, group_by_training
 ROUGH_TRAIN_MS_PER_IMAGE = 0.5
 ROUGH_TEST_MS_PER_IMAGE = 0.07
 ROUGH_REFERENCE_PIXELS = 28 * 28
+
+
+@functools.cache
+def backbone_cost_factor(backbone: str, image_shape: tuple[int, int, int]) -> float:
+    """Forward FLOPs of ``backbone`` on one image of ``image_shape`` over Conv-4's (1.0 for the
+    Conv-4 layouts; about 35 for ResNet-12 on 84x84)."""
+    if backbone.startswith("conv4"):
+        return 1.0
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from methods import build_backbone
+
+    def flops(name: str) -> int:
+        network = build_backbone(name, image_shape[0], image_shape[1]).eval()
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            network(torch.zeros(1, *image_shape))
+        return counter.get_total_flops()
+
+    return flops(backbone) / flops("conv4")
 
 
 @dataclass(frozen=True)
@@ -82,6 +105,7 @@ class CostModel:
     """Seconds per training episode and per test episode, learnt from ``records``."""
 
     def __init__(self, records: Iterable[RecordedCost], image_shape: tuple[int, int, int]) -> None:
+        self.image_shape = image_shape
         self.scale = image_shape[0] * image_shape[1] * image_shape[2] / ROUGH_REFERENCE_PIXELS
         train: dict[tuple[Any, ...], list[float]] = {}
         test: dict[tuple[Any, ...], list[float]] = {}
@@ -109,7 +133,8 @@ class CostModel:
             seconds, basis = recipe.episodes * per_episode, "measured"
         else:
             images = recipe.n_way * (recipe.k_shot + recipe.n_query)
-            seconds = recipe.episodes * images * self.scale * ROUGH_TRAIN_MS_PER_IMAGE / 1e3
+            per_image = self.scale * self._backbone(cell) * ROUGH_TRAIN_MS_PER_IMAGE / 1e3
+            seconds = recipe.episodes * images * per_image
             basis = "rough"
         if recipe.time_budget_s is not None:
             seconds = min(seconds, recipe.time_budget_s)
@@ -122,8 +147,11 @@ class CostModel:
         if per_episode is not None:
             return Estimate(cell.test_episodes * per_episode, "measured")
         images = cell.n_way * (cell.k_shot + cell.n_query)
-        seconds = cell.test_episodes * images * self.scale * ROUGH_TEST_MS_PER_IMAGE / 1e3
-        return Estimate(seconds, "rough")
+        per_image = self.scale * self._backbone(cell) * ROUGH_TEST_MS_PER_IMAGE / 1e3
+        return Estimate(cell.test_episodes * images * per_image, "rough")
+
+    def _backbone(self, cell: Cell) -> float:
+        return backbone_cost_factor(cell.recipe.backbone, tuple(self.image_shape))
 
 
 def _duration(seconds: float) -> str:
@@ -188,7 +216,8 @@ def describe_plan(
             f"({measured_runs} estimated from matching records, {len(groups) - measured_runs} "
             f"rough, at {ROUGH_TRAIN_MS_PER_IMAGE} ms per training image and "
             f"{ROUGH_TEST_MS_PER_IMAGE} ms per test image of 28x28 on a 2-core CPU, scaled by "
-            "pixels); runs executed in parallel divide the wall time"
+            "pixels and by the backbone's FLOPs relative to Conv-4); runs executed in parallel "
+            "divide the wall time"
         )
     else:
         lines.append("nothing to run: every cell is recorded (--force would redo them)")

@@ -98,6 +98,10 @@ def test_record_identities_survive_new_optional_training_fields():
             "not among --methods protonet",
         ),
         (RunConfig(shots=(0,)), "--shots must be a number >= 1, got 0"),
+        (
+            RunConfig(backbone="resnet50"),
+            "--backbone 'resnet50' is not a backbone; valid: conv4, conv4-relnet, resnet12, resnet18",
+        ),
     ],
 )
 def test_bad_input_is_rejected_with_the_valid_choices(config, message):
@@ -264,3 +268,14 @@ def test_every_committed_record_keeps_its_identity():
         cell = dataclasses.replace(cell, recipe=recipe)
         assert cell.config() == config, record["config_hash"]
         assert cell.config_hash == record["config_hash"]
+
+
+def test_backbone_replaces_every_recipes_own_and_is_part_of_the_identity():
+    own = plan_cells(RunConfig(methods=("relnet", "protonet"), shots=(1,)), "cpu")
+    deep = plan_cells(
+        RunConfig(methods=("relnet", "protonet"), shots=(1,), backbone="resnet12"), "cpu"
+    )
+    assert [c.recipe.backbone for c in own] == ["conv4-relnet", "conv4"]
+    assert [c.recipe.backbone for c in deep] == ["resnet12", "resnet12"]
+    assert {c.config_hash for c in own}.isdisjoint(c.config_hash for c in deep)
+    assert [dataclasses.replace(c, recipe=o.recipe) for c, o in zip(deep, own)] == own

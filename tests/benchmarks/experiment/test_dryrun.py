@@ -73,3 +73,20 @@ def test_costs_come_from_matching_records_else_from_a_rough_rule():
     assert costs.training(five).basis == "rough" and costs.testing(five).basis == "rough"
     bigger = CostModel([], (3, 84, 84))
     assert bigger.training(five).seconds > 20 * costs.training(five).seconds
+
+
+def test_rough_costs_scale_with_the_backbones_flops():
+    """Without records, a ResNet-12 cell costs its FLOPs ratio to Conv-4 times as much."""
+    from benchmarks.experiment.dryrun import backbone_cost_factor
+
+    image = (3, 84, 84)
+    factor = backbone_cost_factor("resnet12", image)
+    assert 20 < factor < 60  # 3.5 GFLOP against about 0.1 per 84x84 image
+    assert backbone_cost_factor("conv4-relnet", image) == 1.0
+    model = CostModel([], image)
+    conv, deep = (
+        plan_cells(RunConfig(methods=("protonet",), shots=(5,), backbone=name), "cpu")[0]
+        for name in ("conv4", "resnet12")
+    )
+    assert abs(model.training(deep).seconds / model.training(conv).seconds - factor) < 1e-6
+    assert model.testing(deep).basis == "rough"
