@@ -110,7 +110,10 @@ class EpisodeSampler:
         digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
         return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
-    def __getitem__(self, index: int) -> Episode:
+    def draw(self, index: int) -> tuple[Tensor, Tensor]:
+        """Which images episode ``index`` holds, without reading them: ``(class_ids [N],
+        sample_ids [N, K+Q])``, the split's class indices and each class's samples (the first K
+        are the support set)."""
         if index < 0:
             raise IndexError(f"episode index must be non-negative, got {index}")
         generator = torch.Generator().manual_seed(self.episode_seed(index))
@@ -119,7 +122,15 @@ class EpisodeSampler:
         keys = torch.rand(self.n_way, self._max_size, generator=generator)
         sizes = self.split.class_size[class_ids].unsqueeze(1)
         keys.masked_fill_(torch.arange(self._max_size).unsqueeze(0) >= sizes, 2.0)
-        sample_ids = keys.argsort(dim=1)[:, : self.k_shot + self.n_query]
+        return class_ids, keys.argsort(dim=1)[:, : self.k_shot + self.n_query]
+
+    @property
+    def labels(self) -> tuple[Tensor, Tensor]:
+        """``(support_y [N*K], query_y [N*Q])`` of every episode."""
+        return self._support_y, self._query_y
+
+    def __getitem__(self, index: int) -> Episode:
+        class_ids, sample_ids = self.draw(index)
         images = self.split.gather(class_ids, sample_ids)  # [N, K+Q, C, H, W]
         support = images[:, : self.k_shot].flatten(0, 1)
         query = images[:, self.k_shot :].flatten(0, 1)

@@ -195,5 +195,14 @@ def compute_group(
             config=cell.config(),
             **environment(device),
             malloc=allocator.mode,
+            eval_path=result.path,
+            eval_timed_episodes=result.timed_episodes,
+            eval_embed_s=result.embed_seconds,
+            eval_embedded_images=result.embedded_images,
+            eval_head_ms_per_episode=(
+                None
+                if result.head_seconds_per_episode is None
+                else 1e3 * result.head_seconds_per_episode
+            ),
         )
         on_cell(cell, record, result.accuracies)

@@ -76,7 +76,14 @@ def train(
         if val_sampler is None:
             return
         accuracy = evaluate(
-            method, val_sampler, config.val_episodes, device, progress, "validate", precision
+            method,
+            val_sampler,
+            config.val_episodes,
+            device,
+            progress,
+            "validate",
+            precision,
+            timed_episodes=1,  # validation is not timed: one episode checks the cached scores
         ).mean
         mean_loss = running_loss / running_count if running_count else float("nan")
         result.history.append(

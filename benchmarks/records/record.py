@@ -93,6 +93,16 @@ class Record:
             :func:`benchmarks.engine.environment.git_commit`).
         malloc: how the C library's allocator was set (``"keep-freed"`` or ``"system"``, see
             :mod:`benchmarks.engine.allocator`); ``None`` in records made before it was recorded.
+        eval_path: how test episodes were scored: ``"cached"`` (each image embedded once, the
+            head run per episode) or ``"per-episode"`` (see
+            :mod:`benchmarks.engine.evaluation`); ``None`` in records made before (per-episode).
+        eval_timed_episodes: the episodes behind ``eval_wall_ms_per_episode``,
+            ``eval_device_ms_per_episode`` and ``data_ms_per_episode`` (the first ones; all of
+            them on the per-episode path).
+        eval_embed_s: cached path: seconds to embed every distinct test image once.
+        eval_embedded_images: cached path: how many distinct images that was.
+        eval_head_ms_per_episode: cached path: milliseconds of one episode's head on cached
+            features.
         episodes_file: the ``.npy`` file of per-episode test accuracies, a POSIX path relative
             to the store's folder; ``None`` until the store writes the record.
         extra: keys of a stored record that this class does not define, kept as they were.
@@ -145,6 +155,11 @@ class Record:
     num_threads: int
     git_commit: str
     malloc: str | None = None
+    eval_path: str | None = None
+    eval_timed_episodes: int | None = None
+    eval_embed_s: float | None = None
+    eval_embedded_images: int | None = None
+    eval_head_ms_per_episode: float | None = None
     episodes_file: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
