@@ -1,7 +1,8 @@
 """``python -m benchmarks.speed.caching``: test-time feature caching against per-episode scoring.
 
 On miniImageNet's test split (``--data-root``), 5-way 5-shot 15-query episodes, ProtoNet with an
-untrained backbone (timing does not depend on the weights), for each backbone:
+untrained backbone (timing does not depend on the weights), for each backbone: its FLOPs per
+image, the median time of a training step (forward, backward, Adam) on one such episode, and
 
 - ``per-episode``: the forward pass of every episode (backbone and head), ms per episode;
 - ``cached``: every distinct image of the 600 episodes embedded once (ms per image, measured on
@@ -65,6 +66,8 @@ def measure_backbone(
     row: dict[str, Any] = {
         "backbone": backbone,
         "params": count_parameters(model.backbone),
+        "gflop_per_image": _forward_flops(model.backbone) / 1e9,
+        "train_step_ms": _train_step_ms(backbone, sampler),
         "per_episode_ms": per_episode_ms,
         "per_episode_measured_on": per_episode,
         "embed_ms_per_image": embed_ms_per_image,
@@ -87,6 +90,36 @@ def measure_backbone(
     ) / 1e3
     row["speed_up"] = row["per_episode_600_s"] / row["cached_600_s"]
     return row
+
+
+def _forward_flops(backbone: torch.nn.Module) -> int:
+    """FLOPs of one 3x84x84 image's forward pass (eval mode)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        backbone.eval()(torch.zeros(1, 3, 84, 84))
+    return counter.get_total_flops()
+
+
+def _train_step_ms(backbone: str, sampler: EpisodeSampler, steps: int = 3) -> float:
+    """Median ms of a ProtoNet training step (forward, backward, Adam) on a test-shaped episode
+    of real images, after one warm-up step."""
+    torch.manual_seed(0)
+    model = create_method("protonet", build_backbone(backbone, 3, 84), {}).train()
+    optimizer = torch.optim.Adam(model.parameters())
+    episode = sampler[0]
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        loss = model.loss(
+            model(episode.support_x, episode.support_y, episode.query_x), episode.query_y
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return 1e3 * sorted(times[1:])[len(times[1:]) // 2]
 
 
 def _head_ms(model: Any, sampler: EpisodeSampler, table: torch.Tensor) -> float:
@@ -115,10 +148,11 @@ def markdown(rows: list[dict[str, Any]], threads: int) -> str:
         "episode. Projected times compose the measured parts; 'measured' columns ran all 600 "
         "episodes on both paths.",
         "",
-        "| backbone | params | per-episode (ms/episode) | embed (ms/image) | head (ms/episode) "
-        "| distinct images in 600 episodes | 600 episodes per-episode (s) | 600 episodes cached "
-        "(s) | speed-up | measured: per-episode / cached (s) |",
-        "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| backbone | params | GFLOP/image | train step (ms) | per-episode (ms/episode) | "
+        "embed (ms/image) | head (ms/episode) | distinct images in 600 episodes | 600 episodes "
+        "per-episode (s) | 600 episodes cached (s) | speed-up | measured: per-episode / cached "
+        "(s) |",
+        "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         measured = (
@@ -127,7 +161,8 @@ def markdown(rows: list[dict[str, Any]], threads: int) -> str:
             else "-"
         )
         lines.append(
-            f"| {r['backbone']} | {r['params']:,} | {r['per_episode_ms']:.0f} "
+            f"| {r['backbone']} | {r['params']:,} | {r['gflop_per_image']:.2f} | "
+            f"{r['train_step_ms']:.0f} | {r['per_episode_ms']:.0f} "
             f"(on {r['per_episode_measured_on']}) | {r['embed_ms_per_image']:.2f} | "
             f"{r['head_ms_per_episode']:.2f} | {r['distinct_images_600']:,} | "
             f"{r['per_episode_600_s']:.0f} | {r['cached_600_s']:.0f} | {r['speed_up']:.1f}x | "

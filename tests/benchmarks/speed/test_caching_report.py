@@ -16,6 +16,8 @@ def test_the_report_shows_projected_and_measured_times():
     row = {
         "backbone": "conv4",
         "params": 113088,
+        "gflop_per_image": 0.2,
+        "train_step_ms": 700.0,
         "per_episode_ms": 160.0,
         "per_episode_measured_on": 100,
         "embed_ms_per_image": 1.5,
@@ -29,6 +31,6 @@ def test_the_report_shows_projected_and_measured_times():
     }
     report = markdown([row, {**row, "backbone": "resnet12"} | {"speed_up": 2.0}], threads=2)
     assert (
-        "| conv4 | 113,088 | 160 (on 100) | 1.50 | 0.50 | 12,000 | 96 | 18 | 5.2x | 97 / 19 |"
+        "| conv4 | 113,088 | 0.20 | 700 | 160 (on 100) | 1.50 | 0.50 | 12,000 | 96 | 18 | 5.2x | 97 / 19 |"
         in report
     )
