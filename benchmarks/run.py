@@ -28,6 +28,7 @@ from benchmarks.experiment.config import (
 )
 from benchmarks.experiment.presets import available_presets, preset
 from benchmarks.runner import SETUP_ERRORS, log, run_experiment
+from datasets import EPISODE_PROTOCOLS
 from datasets.registry import available_datasets, dataset_spec
 from methods import BACKBONE_NAMES, available_methods, method_summary, option_choices
 
@@ -95,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         metavar="NAME",
         help=f"training recipes: {', '.join(available_presets())} (default: {defaults.preset})",
+    )
+    add(
+        "--episodes",
+        metavar="PROTOCOL",
+        help=f"test-episode protocol: {', '.join(EPISODE_PROTOCOLS)} (default: random; "
+        "within-alphabet: Lake et al.'s Omniglot episodes, one alphabet per episode, support and "
+        "query by different drawers)",
     )
     add(
         "--backbone",

@@ -297,7 +297,7 @@ def _describe(result: ExperimentResult, config: RunConfig, out: Path) -> None:
         return
     first = result.cells[0]
     kind = "gpu" if first.device.startswith("cuda") else "cpu"
-    stem = table_stem(out, first.dataset, first.split, first.preset, kind)
+    stem = table_stem(out, first.dataset, first.split, first.preset, kind, first.episodes)
     result.reference = compare_with_reference(
         mine, reference, stem.with_name(f"{stem.name}-reference")
     )

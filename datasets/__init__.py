@@ -5,10 +5,17 @@ Code in this repository imports it through :func:`benchmarks.imports.fewshot_dat
 fails with a clear message when the other package shadows this one.
 """
 
-from .episodes import Episode, EpisodeSampler
+from .episodes import EPISODE_PROTOCOLS, Episode, EpisodeSampler, WithinGroupSampler
 from .store import FewShotSplit
 
 #: Marker that tells this package apart from the PyPI package of the same name.
 IS_FEWSHOT_BENCHMARK_DATASETS = True
 
-__all__ = ["Episode", "EpisodeSampler", "FewShotSplit", "IS_FEWSHOT_BENCHMARK_DATASETS"]
+__all__ = [
+    "EPISODE_PROTOCOLS",
+    "Episode",
+    "EpisodeSampler",
+    "FewShotSplit",
+    "IS_FEWSHOT_BENCHMARK_DATASETS",
+    "WithinGroupSampler",
+]

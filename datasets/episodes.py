@@ -101,12 +101,18 @@ class EpisodeSampler:
         self._support_y = torch.arange(self.n_way).repeat_interleave(self.k_shot)
         self._query_y = torch.arange(self.n_way).repeat_interleave(self.n_query)
 
+    #: The episode protocol's name; any other protocol than ``"random"`` is part of every
+    #: episode's seed, so that its episodes are a stream of their own.
+    protocol = "random"
+
     def episode_seed(self, index: int) -> int:
         """The 63-bit generator seed of episode ``index``."""
         key = (
             f"{self.seed}|{self.split.name}|{self.stream}|"
             f"{self.n_way}|{self.k_shot}|{self.n_query}|{index}"
         )
+        if self.protocol != "random":
+            key += f"|{self.protocol}"
         digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
         return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
@@ -140,3 +146,84 @@ class EpisodeSampler:
         """Episodes ``start .. start + count - 1`` in order."""
         for index in range(start, start + count):
             yield self[index]
+
+
+class WithinGroupSampler(EpisodeSampler):
+    """Episodes in the manner of Lake et al. (2015): the N classes of an episode belong to one
+    group (Omniglot: one alphabet, so they look alike), and every support image of the episode
+    comes from other drawers than every query image.
+
+    Episode ``i`` draws a group uniformly among the groups with at least ``n_way`` classes (the
+    others are listed in :attr:`skipped_groups`), ``n_way`` of its classes, then ``k_shot +
+    n_query`` drawers who drew every one of them: shot ``j`` of each class is by support drawer
+    ``j``, query ``j`` by query drawer ``j``. Seeding and pairing are those of
+    :class:`EpisodeSampler` (the protocol is part of the seed).
+
+    Raises:
+        ValueError: the split has no groups or drawers, no group is large enough, or the chosen
+            classes have fewer common drawers than ``k_shot + n_query``.
+    """
+
+    protocol = "within-alphabet"
+
+    def __init__(
+        self,
+        split: FewShotSplit,
+        n_way: int,
+        k_shot: int,
+        n_query: int,
+        seed: int = 0,
+        stream: str = "test",
+    ) -> None:
+        super().__init__(split, n_way, k_shot, n_query, seed, stream)
+        if split.class_group is None or split.image_drawer is None:
+            raise ValueError(
+                f"split {split.name!r} does not say which group (alphabet) each class belongs to "
+                "and who drew each image, which within-alphabet episodes need; use "
+                "--episodes random"
+            )
+        members: dict[str, list[int]] = {}
+        for index, group in enumerate(split.class_group):
+            members.setdefault(group, []).append(index)
+        self.groups = [torch.tensor(c) for _, c in sorted(members.items()) if len(c) >= n_way]
+        self.skipped_groups = tuple(sorted(g for g, c in members.items() if len(c) < n_way))
+        if not self.groups:
+            largest = max(len(c) for c in members.values())
+            raise ValueError(
+                f"no group of split {split.name!r} has {n_way} classes (the largest has "
+                f"{largest}); lower --ways"
+            )
+        # drawer -> sample index, per class
+        self._by_drawer: list[dict[int, int]] = []
+        for start, size in zip(split.class_start.tolist(), split.class_size.tolist()):
+            drawers = split.image_drawer[start : start + size].tolist()
+            self._by_drawer.append({d: s for s, d in enumerate(drawers) if d >= 0})
+
+    def draw(self, index: int) -> tuple[Tensor, Tensor]:
+        if index < 0:
+            raise IndexError(f"episode index must be non-negative, got {index}")
+        generator = torch.Generator().manual_seed(self.episode_seed(index))
+        group = self.groups[int(torch.randint(len(self.groups), (1,), generator=generator))]
+        class_ids = group[torch.randperm(len(group), generator=generator)[: self.n_way]]
+        common = sorted(set.intersection(*(set(self._by_drawer[c]) for c in class_ids.tolist())))
+        needed = self.k_shot + self.n_query
+        if len(common) < needed:
+            names = ", ".join(self.split.class_names[c] for c in class_ids.tolist()[:3])
+            raise ValueError(
+                f"episode {index}: the classes {names}, ... have {len(common)} drawers in "
+                f"common, fewer than k_shot + n_query = {needed}"
+            )
+        order = torch.randperm(len(common), generator=generator)[:needed].tolist()
+        drawers = [common[j] for j in order]
+        sample_ids = torch.tensor(
+            [[self._by_drawer[c][d] for d in drawers] for c in class_ids.tolist()],
+            dtype=torch.int64,
+        )
+        return class_ids, sample_ids
+
+
+#: Test-episode protocols: name -> sampler class.
+EPISODE_PROTOCOLS: dict[str, type[EpisodeSampler]] = {
+    "random": EpisodeSampler,
+    "within-alphabet": WithinGroupSampler,
+}

@@ -70,6 +70,8 @@ class OmniglotImages:
         character_size: int64 ``[n_characters]``, drawings per character (20).
         fingerprint: SHA-256 over member names and decoded pixels of what was read.
         source: where the images were read from.
+        drawers: int64 ``[n_images]``, who drew each image: the ``YY`` of its file name
+            ``XXXX_YY.png`` (1-20 in the official release; -1 when the name has no number there).
     """
 
     images: Tensor
@@ -79,6 +81,7 @@ class OmniglotImages:
     character_size: Tensor
     fingerprint: str
     source: str
+    drawers: Tensor
 
     @property
     def matches_official(self) -> bool:
@@ -159,6 +162,8 @@ def omniglot_split(
         class_size=torch.tensor(sizes, dtype=torch.int64),
         class_rotation=torch.tensor(turns, dtype=torch.int64),
         class_names=tuple(names),
+        class_group=tuple(name.split("/")[0] for name in names),
+        image_drawer=data.drawers,
     )
 
 
@@ -348,6 +353,7 @@ def _decode(sources: dict[str, Path], image_size: int, progress: bool) -> dict:
     characters: list[str] = []
     subsets: list[str] = []
     sizes: list[int] = []
+    drawers: list[int] = []
     bar = tqdm(
         total=_count_members(sources),
         desc="decoding Omniglot (once; cached afterwards)",
@@ -371,6 +377,7 @@ def _decode(sources: dict[str, Path], image_size: int, progress: bool) -> dict:
                 ) from error
             fingerprint.update(name.encode() + b"\0" + binary)
             images.append(small)
+            drawers.append(drawer_of(name))
             sizes[-1] += 1
             bar.update()
     bar.close()
@@ -382,7 +389,15 @@ def _decode(sources: dict[str, Path], image_size: int, progress: bool) -> dict:
         "character_size": size_tensor,
         "character_start": torch.cumsum(size_tensor, 0) - size_tensor,
         "fingerprint": fingerprint.hexdigest(),
+        "drawers": torch.tensor(drawers, dtype=torch.int64),
     }
+
+
+def drawer_of(name: str) -> int:
+    """The drawer of ``.../XXXX_YY.png``: ``YY`` as a number, or -1 when it is not one."""
+    stem = name.rsplit("/", 1)[-1].removesuffix(".png")
+    _, underscore, number = stem.rpartition("_")
+    return int(number) if underscore and number.isdigit() else -1
 
 
 def _decode_drawing(blob: bytes, image_size: int) -> tuple[bytes, np.ndarray]:
@@ -407,6 +422,12 @@ def _read_cache(cache_file: Path, image_size: int) -> dict | None:
         return None
     try:
         payload = torch.load(cache_file, weights_only=True)
+        if (
+            isinstance(payload, dict)
+            and "drawers" not in payload
+            and payload.keys() >= _PAYLOAD_KEYS
+        ):
+            return None  # a sound cache written before drawers were kept: decoded again
         _check_payload(payload, image_size)
         return payload
     except PermissionError:
@@ -430,9 +451,15 @@ def _first_sentence(error: BaseException) -> str:
     return f"{type(error).__name__}: {sentence}"
 
 
+#: What every cache holds (caches written since drawers were kept also hold ``drawers``).
+_PAYLOAD_KEYS = frozenset(
+    {"images", "characters", "subsets", "character_size", "character_start", "fingerprint"}
+)
+
+
 def _check_payload(payload: object, image_size: int) -> None:
     """Raise ``ValueError`` unless ``payload`` is a decoded Omniglot of ``image_size`` pixels."""
-    keys = ("images", "characters", "subsets", "character_size", "character_start", "fingerprint")
+    keys = (*sorted(_PAYLOAD_KEYS), "drawers")
     if not isinstance(payload, dict) or any(key not in payload for key in keys):
         raise ValueError(f"not a dict with the keys {', '.join(keys)}")
     images, sizes = payload["images"], payload["character_size"]
@@ -444,6 +471,8 @@ def _check_payload(payload: object, image_size: int) -> None:
         raise ValueError("character sizes do not add up to the number of images")
     if not len(payload["characters"]) == len(payload["subsets"]) == len(sizes):
         raise ValueError("characters, subsets and character sizes differ in length")
+    if not isinstance(payload["drawers"], Tensor) or len(payload["drawers"]) != len(images):
+        raise ValueError("drawers are not one number per image")
 
 
 def _from_payload(payload: dict, source: str) -> OmniglotImages:
@@ -455,4 +484,5 @@ def _from_payload(payload: dict, source: str) -> OmniglotImages:
         character_size=payload["character_size"],
         fingerprint=payload["fingerprint"],
         source=source,
+        drawers=payload["drawers"],
     )

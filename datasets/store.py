@@ -25,6 +25,11 @@ class FewShotSplit:
         class_names: one readable name per class, e.g. ``"Gurmukhi/character42/rot090"``.
         mean: per-channel mean subtracted after scaling to [0, 1], or ``None``.
         std: per-channel std divided by after that, or ``None``.
+        class_group: a group name per class (Omniglot: its alphabet), for episodes drawn within
+            one group; ``None`` when the dataset has none.
+        image_drawer: int64 ``[M]``, who made each image of ``images`` (Omniglot: the drawer),
+            for episodes whose support and query come from different people; ``None`` when
+            unknown.
     """
 
     name: str
@@ -35,6 +40,8 @@ class FewShotSplit:
     class_names: tuple[str, ...]
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    class_group: tuple[str, ...] | None = None
+    image_drawer: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:

@@ -18,7 +18,7 @@ from benchmarks.engine.evaluation import evaluate
 from benchmarks.engine.training import TrainResult, train
 from benchmarks.experiment.cells import Cell
 from benchmarks.records.record import Record
-from datasets import EpisodeSampler
+from datasets import EPISODE_PROTOCOLS, EpisodeSampler, WithinGroupSampler
 from datasets.registry import LoadedDataset
 from methods import FewShotMethod, build_backbone, count_parameters, create_method
 
@@ -63,8 +63,9 @@ def samplers(
             shapes["val"] = ((cell.n_way, cell.k_shot, cell.n_query), "the test setting's")
     out = {}
     for stream, ((way, shot, query), origin) in shapes.items():
+        protocol = EPISODE_PROTOCOLS[cell.episodes if stream == "test" else "random"]
         try:
-            out[stream] = EpisodeSampler(
+            out[stream] = protocol(
                 dataset.split(cell.split, stream), way, shot, query, cell.seed, stream
             )
         except ValueError as error:
@@ -195,6 +196,11 @@ def compute_group(
             config=cell.config(),
             **environment(device),
             malloc=allocator.mode,
+            skipped_groups=(
+                list(test_sampler.skipped_groups)
+                if isinstance(test_sampler, WithinGroupSampler)
+                else None
+            ),
             eval_path=result.path,
             eval_timed_episodes=result.timed_episodes,
             eval_embed_s=result.embed_seconds,

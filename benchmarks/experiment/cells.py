@@ -26,6 +26,9 @@ class Cell:
     class split otherwise, so that records and checkpoints made on other data are never reused.
     It is left out of the configuration while ``None``, so records made before it existed keep
     their hash.
+
+    ``episodes`` is the test-episode protocol (see ``datasets.EPISODE_PROTOCOLS``), left out of
+    the configuration while ``"random"``, for the same reason.
     """
 
     method: str
@@ -41,6 +44,7 @@ class Cell:
     recipe: Recipe
     precision: str = "fp32"
     data: str | None = None
+    episodes: str = "random"
 
     @property
     def setting(self) -> str:
@@ -60,6 +64,8 @@ class Cell:
                 train.pop(key, None)
         if config["data"] is None:
             config.pop("data")
+        if config["episodes"] == "random":  # the protocol of every record made before
+            config.pop("episodes")
         return config
 
     @property
@@ -71,10 +77,11 @@ class Cell:
 
         The test setting is part of it only when validation (which picks the kept weights) is
         shaped like the test setting; a recipe with its own validation shape trains one model
-        for every test way and shot.
+        for every test way and shot. The test-episode protocol never is.
         """
         config = self.config()
         config.pop("test_episodes")
+        config.pop("episodes", None)  # the test protocol does not change training
         if self.recipe.train.validation_fixed:
             for key in ("n_way", "k_shot", "n_query"):
                 config.pop(key)

@@ -17,6 +17,7 @@ from typing import Any
 
 from benchmarks.experiment.cells import Cell
 from benchmarks.experiment.presets import preset, with_overrides
+from datasets import EPISODE_PROTOCOLS
 from datasets.registry import check_scheme, dataset_spec
 from methods import BACKBONE_NAMES, available_methods, build_options, method_class
 
@@ -44,6 +45,7 @@ class RunConfig:
     options: tuple[str, ...] = ()
     time_budget: float | None = None
     precision: str = "fp32"
+    episodes: str = "random"
     force: bool = False
     quiet: bool = False
     dry_run: bool = False
@@ -149,6 +151,11 @@ def checked_config(config: RunConfig) -> RunConfig:
     for label, value, least in limits:
         if value is not None and not (math.isfinite(value) and value >= least):
             raise UsageError(f"{label} must be a number >= {least}, got {value}")
+    if config.episodes not in EPISODE_PROTOCOLS:
+        raise UsageError(
+            f"--episodes {config.episodes!r} is not a test-episode protocol; valid: "
+            f"{', '.join(EPISODE_PROTOCOLS)}"
+        )
     if config.backbone is not None and config.backbone not in BACKBONE_NAMES:
         raise UsageError(
             f"--backbone {config.backbone!r} is not a backbone; valid: {', '.join(BACKBONE_NAMES)}"
@@ -248,6 +255,7 @@ def plan_cells(config: RunConfig, device: str) -> list[Cell]:
                             device,
                             recipe,
                             config.precision,
+                            episodes=config.episodes,
                         )
                     )
     return cells

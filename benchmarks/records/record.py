@@ -93,6 +93,8 @@ class Record:
             :func:`benchmarks.engine.environment.git_commit`).
         malloc: how the C library's allocator was set (``"keep-freed"`` or ``"system"``, see
             :mod:`benchmarks.engine.allocator`); ``None`` in records made before it was recorded.
+        skipped_groups: within-alphabet test episodes: the groups (alphabets) with fewer
+            classes than the episode's ways, which no episode drew from; ``None`` otherwise.
         eval_path: how test episodes were scored: ``"cached"`` (each image embedded once, the
             head run per episode) or ``"per-episode"`` (see
             :mod:`benchmarks.engine.evaluation`); ``None`` in records made before (per-episode).
@@ -155,6 +157,7 @@ class Record:
     num_threads: int
     git_commit: str
     malloc: str | None = None
+    skipped_groups: list[str] | None = None
     eval_path: str | None = None
     eval_timed_episodes: int | None = None
     eval_embed_s: float | None = None

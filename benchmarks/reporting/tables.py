@@ -126,10 +126,20 @@ def device_kind(records: pd.DataFrame) -> pd.Series:
     )
 
 
-def table_stem(out: Path, dataset: str, split: str, preset: str, kind: str) -> Path:
+def table_stem(
+    out: Path, dataset: str, split: str, preset: str, kind: str, episodes: str = "random"
+) -> Path:
     """Where one table family is written: ``<out>/<dataset>/<split>-<preset>`` for CPU records,
-    with ``-gpu`` appended for GPU records, so timings of different hardware never share a table."""
-    return Path(out) / dataset / (f"{split}-{preset}" + ("-gpu" if kind == "gpu" else ""))
+    with ``-gpu`` appended for GPU records, so timings of different hardware never share a
+    table; test episodes of another protocol than ``random`` add it after the split
+    (``lake-within-alphabet-paper-cpu``)."""
+    split_label = split if episodes == "random" else f"{split}-{episodes}"
+    return Path(out) / dataset / (f"{split_label}-{preset}" + ("-gpu" if kind == "gpu" else ""))
+
+
+def episode_protocol(records: pd.DataFrame) -> pd.Series:
+    """The test-episode protocol of each record (``"random"`` unless its cell named one)."""
+    return records["config"].map(lambda config: (config or {}).get("episodes", "random"))
 
 
 def _accuracy_cell(cell: pd.DataFrame) -> str:
@@ -253,8 +263,16 @@ def table_caption(records: pd.DataFrame) -> str:
     seeds = sorted(set(records["seed"]))
     devices = sorted(set(records["device_name"]))
     clocks = sorted(set(records["eval_device_clock"]))
+    protocols = sorted(set(episode_protocol(records)) - {"random"})
+    within = (
+        f", {' and '.join(protocols)} test episodes (Lake et al.: one alphabet per episode, "
+        "support and query by different drawers)"
+        if protocols
+        else ""
+    )
     return (
-        f"{first.dataset} / {first.split} split, preset '{first.preset}': test accuracy (%) ± 95% "
+        f"{first.dataset} / {first.split} split{within}, preset '{first.preset}': test accuracy "
+        "(%) ± 95% "
         f"CI over {', '.join(map(str, episodes))} test episodes per cell (1.96·std/√episodes; "
         f"with several seeds, Student's t across seeds), seeds {', '.join(map(str, seeds))}. ms/episode: wall "
         f"time of one test episode's forward pass ({', '.join(clocks)} also recorded), per "
@@ -269,10 +287,12 @@ def write_tables(out: Path) -> list[Path]:
     written: list[Path] = []
     if records.empty:
         return written
-    groups = records.groupby(["dataset", "split", "preset", device_kind(records)])
-    for (dataset, split, preset, kind), group in groups:
+    groups = records.groupby(
+        ["dataset", "split", "preset", device_kind(records), episode_protocol(records)]
+    )
+    for (dataset, split, preset, kind, episodes), group in groups:
         table = comparison_table(group)
-        stem = table_stem(out, dataset, split, preset, kind)
+        stem = table_stem(out, dataset, split, preset, kind, episodes)
         caption = table_caption(group)
         labels = method_labels(group)
         _write_table(stem, table, records_frame(group, labels), caption)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 import urllib.error
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -461,3 +462,18 @@ def test_ctrl_c_while_writing_the_cache_leaves_nothing_to_trust(tmp_path, monkey
     assert list(cache.iterdir()) == []
     monkeypatch.setattr(torch, "save", save)
     assert len(_load(root, cache).characters) == 4
+
+
+def test_a_cache_from_before_drawers_were_kept_is_decoded_again_without_a_warning(tmp_path):
+    root, cache = _write_synthetic(tmp_path / "root"), tmp_path / "cache"
+    first = _load(root, cache)
+    (cache_file,) = cache.glob("omniglot-8px-*.pt")
+    payload = torch.load(cache_file, weights_only=True)
+    del payload["drawers"]
+    torch.save(payload, cache_file)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = _load(root, cache)
+    assert torch.equal(again.drawers, first.drawers) and "drawers" in torch.load(
+        cache_file, weights_only=True
+    )

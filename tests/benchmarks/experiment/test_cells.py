@@ -279,3 +279,21 @@ def test_backbone_replaces_every_recipes_own_and_is_part_of_the_identity():
     assert [c.recipe.backbone for c in deep] == ["resnet12", "resnet12"]
     assert {c.config_hash for c in own}.isdisjoint(c.config_hash for c in deep)
     assert [dataclasses.replace(c, recipe=o.recipe) for c, o in zip(deep, own)] == own
+
+
+def test_the_test_episode_protocol_is_part_of_a_cells_identity_but_not_of_its_training():
+    random = plan_cells(
+        RunConfig(methods=("protonet",), split="lake", ways=(20,), shots=(1,)), "cpu"
+    )
+    within = plan_cells(
+        RunConfig(
+            methods=("protonet",), split="lake", ways=(20,), shots=(1,), episodes="within-alphabet"
+        ),
+        "cpu",
+    )
+    assert "episodes" not in random[0].config()  # every record made before keeps its hash
+    assert within[0].config()["episodes"] == "within-alphabet"
+    assert within[0].config_hash != random[0].config_hash
+    assert within[0].training_hash == random[0].training_hash  # one trained model serves both
+    with pytest.raises(UsageError, match="--episodes 'lake' is not a test-episode protocol"):
+        plan_cells(RunConfig(episodes="lake"), "cpu")
