@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         "query by different drawers)",
     )
     add(
+        "--test-runs",
+        metavar="DIR",
+        help="Omniglot: also test every model on Lake et al.'s 20 official one-shot runs "
+        "(DIR/all_runs/run01 ... run20) and report their error rates",
+    )
+    add(
         "--backbone",
         metavar="NAME",
         help=f"embedding network for every method: {', '.join(BACKBONE_NAMES)} (default: each "

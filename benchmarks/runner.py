@@ -16,6 +16,7 @@ failed write is reported in the result, and every finished cell stays recorded.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ from benchmarks.reporting.tables import (
     table_stem,
     write_tables,
 )
+from datasets.omniglot_runs import load_official_runs
 from datasets.paths import DatasetNotFoundError
 from datasets.registry import LoadedDataset, dataset_spec
 from methods.registry import UnknownMethodError
@@ -162,6 +164,11 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
         raise
     splits = spec.schemes[cells[0].split]
     cells = with_data(cells, data_key(dataset, cells[0].split))
+    if config.test_runs is not None:
+        side = dataset.split(cells[0].split, "test").image_shape[1]
+        runs = load_official_runs(config.test_runs, image_size=side)
+        dataset = dataclasses.replace(dataset, official_runs=runs)
+        cells = [dataclasses.replace(c, test_runs=runs.fingerprint[:16]) for c in cells]
     for cell in cells:  # impossible settings fail here, before any training
         try:
             samplers(cell, dataset, splits)

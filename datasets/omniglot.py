@@ -369,7 +369,7 @@ def _decode(sources: dict[str, Path], image_size: int, progress: bool) -> dict:
                 subsets.append(subset)
                 sizes.append(0)
             try:
-                binary, small = _decode_drawing(blob, image_size)
+                binary, small = decode_drawing(blob, image_size)
             except (OSError, SyntaxError, Image.DecompressionBombError) as error:
                 raise DatasetFormatError(  # UnidentifiedImageError is an OSError
                     f"Omniglot: cannot decode {_where(subset, sources[subset], name)} as an "
@@ -400,7 +400,7 @@ def drawer_of(name: str) -> int:
     return int(number) if underscore and number.isdigit() else -1
 
 
-def _decode_drawing(blob: bytes, image_size: int) -> tuple[bytes, np.ndarray]:
+def decode_drawing(blob: bytes, image_size: int) -> tuple[bytes, np.ndarray]:
     """A PNG drawing as (its 1-bit pixels, for the fingerprint; uint8 ``[S, S]`` with ink 255)."""
     with Image.open(io.BytesIO(blob)) as image:
         binary = image.convert("1")

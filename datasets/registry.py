@@ -6,8 +6,12 @@ import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .store import FewShotSplit
+
+if TYPE_CHECKING:
+    from .omniglot_runs import OfficialRuns
 
 
 @dataclass(frozen=True)
@@ -19,12 +23,15 @@ class LoadedDataset:
         split: ``split(scheme, split_name) -> FewShotSplit``.
         fingerprint: content hash of the files read (see each dataset's loader).
         matches_official: whether that hash is the one of the official release (None: unknown).
+        official_runs: Omniglot only: Lake et al.'s 20 official runs, when the run was asked to
+            evaluate on them (``--test-runs``).
     """
 
     name: str
     split: Callable[[str, str], FewShotSplit]
     fingerprint: str
     matches_official: bool | None
+    official_runs: OfficialRuns | None = None
 
 
 @dataclass(frozen=True)

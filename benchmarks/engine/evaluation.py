@@ -24,7 +24,8 @@ import torch
 
 from benchmarks.engine.devices import autocast
 from benchmarks.engine.timing import StepTimer
-from datasets import EpisodeSampler
+from datasets import EpisodeSampler, FewShotSplit
+from datasets.omniglot_runs import OfficialRuns
 from methods import FewShotMethod
 
 FEATURE_PATHS = ("cached", "per-episode")
@@ -238,3 +239,40 @@ def embed_episode_images(
         images = sampler.split.gather(part // stride, (part % stride).unsqueeze(1)).squeeze(1)
         chunks.append(method.backbone(images.to(device)))
     return torch.cat(chunks), positions.to(device)
+
+
+def official_run_errors(
+    method: FewShotMethod,
+    runs: OfficialRuns,
+    split: FewShotSplit,
+    device: torch.device,
+    precision: str,
+) -> list[float]:
+    """Error rate (%) of ``method`` on each of Lake et al.'s 20 official runs (20-way one-shot
+    episodes), its images scaled and normalised as ``split``'s are."""
+    was_training = method.training
+    method.eval()
+    errors = []
+    try:
+        with torch.inference_mode(), autocast(device, precision):
+            for run in runs.runs:
+                support, query = (
+                    _as_split_images(images, split) for images in (run.support, run.query)
+                )
+                support_y = torch.arange(len(support))
+                scores = method(support.to(device), support_y.to(device), query.to(device))
+                correct = (scores.argmax(1).cpu() == run.query_labels).float().mean().item()
+                errors.append(100.0 * (1.0 - correct))
+    finally:
+        method.train(was_training)
+    return errors
+
+
+def _as_split_images(images: torch.Tensor, split: FewShotSplit) -> torch.Tensor:
+    """uint8 ``[B, C, H, W]`` -> float, scaled to [0, 1] and normalised as ``split.gather``."""
+    out = images.float() / 255.0
+    if split.mean is not None and split.std is not None:
+        out = (out - torch.tensor(split.mean).view(1, -1, 1, 1)) / torch.tensor(split.std).view(
+            1, -1, 1, 1
+        )
+    return out

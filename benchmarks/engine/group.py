@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks.engine.allocator import keep_freed_memory
 from benchmarks.engine.devices import seeded
 from benchmarks.engine.environment import environment, peak_memory_mb
-from benchmarks.engine.evaluation import evaluate
+from benchmarks.engine.evaluation import evaluate, official_run_errors
 from benchmarks.engine.training import TrainResult, train
 from benchmarks.experiment.cells import Cell
 from benchmarks.records.record import Record
@@ -153,6 +153,14 @@ def compute_group(
             warmup_episodes=EVAL_WARMUP_EPISODES,
         )
         memory, memory_kind = peak_memory_mb(device)
+        runs = dataset.official_runs
+        run_errors = (
+            None
+            if runs is None
+            else official_run_errors(
+                method, runs, dataset.split(cell.split, "test"), device, cell.precision
+            )
+        )
         record = Record(
             config_hash=cell.config_hash,
             training_hash=cell.training_hash,
@@ -196,6 +204,11 @@ def compute_group(
             config=cell.config(),
             **environment(device),
             malloc=allocator.mode,
+            official_runs_error_pct=None
+            if run_errors is None
+            else sum(run_errors) / len(run_errors),
+            official_runs_errors_pct=run_errors,
+            official_runs_fingerprint=None if runs is None else runs.fingerprint,
             skipped_groups=(
                 list(test_sampler.skipped_groups)
                 if isinstance(test_sampler, WithinGroupSampler)

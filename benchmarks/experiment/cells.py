@@ -28,7 +28,9 @@ class Cell:
     their hash.
 
     ``episodes`` is the test-episode protocol (see ``datasets.EPISODE_PROTOCOLS``), left out of
-    the configuration while ``"random"``, for the same reason.
+    the configuration while ``"random"``, for the same reason; ``test_runs`` identifies the
+    official Omniglot runs a cell is also tested on (a hash of their files), left out while
+    ``None``.
     """
 
     method: str
@@ -45,6 +47,7 @@ class Cell:
     precision: str = "fp32"
     data: str | None = None
     episodes: str = "random"
+    test_runs: str | None = None
 
     @property
     def setting(self) -> str:
@@ -66,6 +69,8 @@ class Cell:
             config.pop("data")
         if config["episodes"] == "random":  # the protocol of every record made before
             config.pop("episodes")
+        if config["test_runs"] is None:
+            config.pop("test_runs")
         return config
 
     @property
@@ -82,6 +87,7 @@ class Cell:
         config = self.config()
         config.pop("test_episodes")
         config.pop("episodes", None)  # the test protocol does not change training
+        config.pop("test_runs", None)  # nor do the official runs it is also tested on
         if self.recipe.train.validation_fixed:
             for key in ("n_way", "k_shot", "n_query"):
                 config.pop(key)

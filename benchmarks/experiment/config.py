@@ -46,6 +46,7 @@ class RunConfig:
     time_budget: float | None = None
     precision: str = "fp32"
     episodes: str = "random"
+    test_runs: str | None = None
     force: bool = False
     quiet: bool = False
     dry_run: bool = False
@@ -156,6 +157,13 @@ def checked_config(config: RunConfig) -> RunConfig:
             f"--episodes {config.episodes!r} is not a test-episode protocol; valid: "
             f"{', '.join(EPISODE_PROTOCOLS)}"
         )
+    if config.test_runs is not None and config.dataset != "omniglot":
+        raise UsageError(
+            f"--test-runs holds Lake et al.'s official Omniglot runs; it does not apply to "
+            f"--dataset {config.dataset}"
+        )
+    if config.test_runs is not None and config.executor != "local":
+        raise UsageError("--test-runs works with the local executor only; leave out --executor")
     if config.backbone is not None and config.backbone not in BACKBONE_NAMES:
         raise UsageError(
             f"--backbone {config.backbone!r} is not a backbone; valid: {', '.join(BACKBONE_NAMES)}"
@@ -181,6 +189,7 @@ def checked_config(config: RunConfig) -> RunConfig:
         out=str(path(config.out)),
         reference=str(path(config.reference)),
         data_root=path(config.data_root),
+        test_runs=path(config.test_runs),
         cache_dir=path(config.cache_dir),
     )
 

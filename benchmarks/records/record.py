@@ -93,6 +93,10 @@ class Record:
             :func:`benchmarks.engine.environment.git_commit`).
         malloc: how the C library's allocator was set (``"keep-freed"`` or ``"system"``, see
             :mod:`benchmarks.engine.allocator`); ``None`` in records made before it was recorded.
+        official_runs_error_pct: Omniglot with ``--test-runs``: the model's error rate (%) on
+            Lake et al.'s 20 official 20-way one-shot runs, the mean over the runs.
+        official_runs_errors_pct: the error rate (%) of each run, run01 first.
+        official_runs_fingerprint: SHA-256 of the run files read.
         skipped_groups: within-alphabet test episodes: the groups (alphabets) with fewer
             classes than the episode's ways, which no episode drew from; ``None`` otherwise.
         eval_path: how test episodes were scored: ``"cached"`` (each image embedded once, the
@@ -158,6 +162,9 @@ class Record:
     git_commit: str
     malloc: str | None = None
     skipped_groups: list[str] | None = None
+    official_runs_error_pct: float | None = None
+    official_runs_errors_pct: list[float] | None = None
+    official_runs_fingerprint: str | None = None
     eval_path: str | None = None
     eval_timed_episodes: int | None = None
     eval_embed_s: float | None = None

@@ -96,3 +96,21 @@ REPRODUCTIONS: dict[tuple[str, str, str, int, int], dict[Reproduction, float]] =
     ("relnet", "mini-imagenet", "standard", 5, 1): {CHEN_2019: 49.31, MMFEWSHOT: 49.69},
     ("relnet", "mini-imagenet", "standard", 5, 5): {CHEN_2019: 66.60, MMFEWSHOT: 68.14},
 }
+
+
+#: Error rates (%) on Lake et al.'s 20 official within-alphabet 20-way one-shot runs of Omniglot.
+LAKE_RUNS_PUBLISHED: tuple[tuple[str, float, str], ...] = (
+    (
+        "people",
+        4.5,
+        "Lake, Salakhutdinov & Tenenbaum, Human-level concept learning through probabilistic "
+        "program induction, Science 2015",
+    ),
+    ("Bayesian Program Learning", 3.3, "Lake et al., Science 2015"),
+    (
+        "Siamese ConvNet",
+        8.0,
+        "Koch, Zemel & Salakhutdinov, Siamese Neural Networks for One-shot Image Recognition, "
+        "ICML Deep Learning Workshop 2015, as reported by Lake et al., Science 2015",
+    ),
+)

@@ -53,7 +53,13 @@ import pandas as pd
 
 from benchmarks.records.store import RecordStore
 from benchmarks.reporting.plots import setting_order, write_plots
-from benchmarks.reporting.published import PUBLISHED, REPRODUCTIONS, Published, tolerance
+from benchmarks.reporting.published import (
+    LAKE_RUNS_PUBLISHED,
+    PUBLISHED,
+    REPRODUCTIONS,
+    Published,
+    tolerance,
+)
 from benchmarks.reporting.statistics import (
     across_seeds,
     paired_frame,
@@ -340,8 +346,70 @@ def write_tables(out: Path) -> list[Path]:
             ),
             "Sources:\n" + "".join(f"- {source}\n" for source in sources),
         )
+        _write_official_runs(group, stem, labels)
         write_plots(group, stem, labels)
     return written
+
+
+def official_runs_frame(records: pd.DataFrame, labels: pd.Series | None = None) -> pd.DataFrame:
+    """Error rates on Lake et al.'s 20 official runs: one row per record tested on them, then
+    the published figures (the columns of ``<stem>-official-runs.csv``)."""
+    if "official_runs_error_pct" not in records or records["official_runs_error_pct"].isna().all():
+        return pd.DataFrame()
+    labels = method_labels(records) if labels is None else labels
+    tested = records.assign(label=labels)[records["official_runs_error_pct"].notna()]
+    rows = [
+        {
+            "who": r.label,
+            "trained_for": r.setting,
+            "seed": int(r.seed),
+            "error_pct": float(r.official_runs_error_pct),
+            "runs": len(r.official_runs_errors_pct),
+            "worst_run_error_pct": float(max(r.official_runs_errors_pct)),
+            "source": "this run",
+        }
+        for r in tested.sort_values(["label", "n_way", "k_shot", "seed"]).itertuples()
+    ]
+    rows += [
+        {
+            "who": who,
+            "trained_for": "",
+            "seed": None,
+            "error_pct": error,
+            "runs": 20,
+            "worst_run_error_pct": None,
+            "source": source,
+        }
+        for who, error, source in LAKE_RUNS_PUBLISHED
+    ]
+    return pd.DataFrame(rows)
+
+
+def _write_official_runs(group: pd.DataFrame, stem: Path, labels: pd.Series) -> None:
+    frame = official_runs_frame(group, labels)
+    if frame.empty:
+        return
+    display = pd.DataFrame(
+        {
+            "who": frame["who"],
+            "trained for": frame["trained_for"],
+            "seed": frame["seed"].map(lambda s: "" if pd.isna(s) else str(int(s))),
+            "error (%) over the 20 runs": frame["error_pct"].map(lambda e: f"{e:.1f}"),
+            "worst run (%)": frame["worst_run_error_pct"].map(
+                lambda e: "" if pd.isna(e) else f"{e:.0f}"
+            ),
+        }
+    )
+    sources = sorted({s for s in frame["source"] if s != "this run"})
+    _write_table(
+        stem.with_name(f"{stem.name}-official-runs"),
+        display,
+        frame,
+        "Error rate on Lake et al.'s 20 official within-alphabet 20-way one-shot runs of Omniglot "
+        "(20 test items each; every model of this table, whatever setting it was trained for), "
+        "next to the published figures.",
+        "Sources:\n" + "".join(f"- {source}\n" for source in sources),
+    )
 
 
 def _write_table(

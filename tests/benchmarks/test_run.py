@@ -13,6 +13,7 @@ import time
 import urllib.error
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from benchmarks.records import Record
@@ -131,8 +132,14 @@ def test_a_run_records_every_field_writes_tables_and_skips_on_rerun(run, tmp_pat
     assert [r["method"] for r in records] == ["protonet", "relnet"]
     for record in records:
         assert set(record) == RECORD_FIELDS, set(record) ^ RECORD_FIELDS
-        # trained with validation on the official release: no field is left unset
-        assert [key for key, value in record.items() if value is None] == []
+        # trained with validation on the official release: no field is left unset but those
+        # of within-alphabet episodes and of the official runs, which this run did not ask for
+        assert {key for key, value in record.items() if value is None} == {
+            "skipped_groups",
+            "official_runs_error_pct",
+            "official_runs_errors_pct",
+            "official_runs_fingerprint",
+        }
         assert record["test_episodes"] == 5 and record["train_episodes"] == 2
         assert record["config"]["recipe"]["train"]["episodes"] == 2
         assert record["eval_device_clock"] == "process_cpu"
@@ -538,3 +545,25 @@ def test_a_damaged_checkpoint_is_moved_aside_and_the_model_trained_again(run, tm
     records = _records(tmp_path)
     assert len(records) == 2 and records[1]["train_reused_checkpoint"] is False
     assert checkpoint.with_name(checkpoint.name + ".damaged").exists()
+
+
+def test_lake_runs_test_within_alphabets_and_on_the_official_runs(run, tmp_path):
+    from tests.datasets import fakes
+
+    fakes.write_official_runs(tmp_path / "lake")
+    flags = ["--split", "lake", "--ways", "20", "--shots", "1", "--methods", "protonet"]
+    flags += ["--episodes", "within-alphabet", "--test-runs", str(tmp_path / "lake")]
+    assert run(*flags, "--train-episodes", "2", "--test-episodes", "4", "--queries", "1") == 0
+    (record,) = _records(tmp_path)
+    assert record["config"]["episodes"] == "within-alphabet" and record["skipped_groups"] == []
+    assert len(record["official_runs_errors_pct"]) == 20
+    assert record["official_runs_error_pct"] == pytest.approx(
+        sum(record["official_runs_errors_pct"]) / 20
+    )
+    stem = tmp_path / "out" / "omniglot" / "lake-within-alphabet-quick-official-runs"
+    table = pd.read_csv(stem.with_suffix(".csv")).set_index("who")
+    assert table.loc["people", "error_pct"] == 4.5
+    assert table.loc["Bayesian Program Learning", "error_pct"] == 3.3
+    assert table.loc["Siamese ConvNet", "error_pct"] == 8.0
+    assert table.loc["protonet", "error_pct"] == pytest.approx(record["official_runs_error_pct"])
+    assert "Science 2015" in stem.with_suffix(".md").read_text()

@@ -255,3 +255,35 @@ def write_mini_imagenet_csv(
             written[split][wnid] = names
         (folder / f"{split}.csv").write_text("\n".join(rows) + "\n")
     return written
+
+
+def write_official_runs(root: Path, runs: int = 20, ways: int = 20) -> dict[str, list[int]]:
+    """Lake et al.'s layout: ``root/all_runs/runNN/{training/classZZ.png, test/itemYY.png,
+    class_labels.txt}``, 105x105 drawings of seeded noise (ink on white, as Omniglot's PNGs).
+    Test item ``y`` of run ``r`` belongs to class ``(y + r) % ways``.
+
+    Returns: run name -> the class (0-based) of each test item.
+    """
+    written = {}
+    base = root / "all_runs"
+    for r in range(1, runs + 1):
+        name = f"run{r:02d}"
+        rng = np.random.default_rng(r)
+        for part in ("training", "test"):
+            (base / name / part).mkdir(parents=True)
+        labels = [(y + r) % ways for y in range(ways)]
+        lines = []
+        for z in range(ways):
+            image = np.where(rng.random((105, 105)) < 0.1, 0, 255).astype(np.uint8)
+            Image.fromarray(image).convert("1").save(
+                base / name / "training" / f"class{z + 1:02d}.png"
+            )
+        for y in range(ways):
+            image = np.where(rng.random((105, 105)) < 0.1, 0, 255).astype(np.uint8)
+            Image.fromarray(image).convert("1").save(base / name / "test" / f"item{y + 1:02d}.png")
+            lines.append(
+                f"{name}/test/item{y + 1:02d}.png {name}/training/class{labels[y] + 1:02d}.png"
+            )
+        (base / name / "class_labels.txt").write_text("\n".join(lines) + "\n")
+        written[name] = labels
+    return written
