@@ -29,7 +29,10 @@ VINYALS_TEST_ALPHABETS = frozenset(
 VINYALS_TEST_GURMUKHI_CHARACTERS = frozenset({42, 43, 44, 45})
 VINYALS_ROTATIONS = (0, 1, 2, 3)  # quarter turns: 0, 90, 180, 270 degrees
 VINYALS_SPLITS = ("train", "val", "test", "trainval")
-LAKE_SPLITS = ("train", "test")
+#: Lake et al.'s background set trains; five of its alphabets (Vinyals et al.'s validation
+#: alphabets, all background ones) are held out for validation; the evaluation set tests.
+LAKE_VAL_ALPHABETS = VINYALS_VAL_ALPHABETS
+LAKE_SPLITS = ("train", "val", "test", "trainval")
 SCHEMES = {"vinyals": VINYALS_SPLITS, "lake": LAKE_SPLITS}
 
 
@@ -62,7 +65,10 @@ def in_split(scheme: str, split: str, character: str, subset: str) -> bool:
     """
     check_split(scheme, split)
     if scheme == "lake":
-        return (subset == "images_background") == (split == "train")
+        if subset != "images_background":
+            return split == "test"
+        held_out = character.partition("/")[0] in LAKE_VAL_ALPHABETS
+        return split == "trainval" or split == ("val" if held_out else "train")
     where = vinyals_split_of(character)
     return where == split or (split == "trainval" and where in ("train", "val"))
 

@@ -44,7 +44,9 @@ def test_vinyals_rule_yields_exactly_the_standard_class_lists(omniglot, data_roo
         ("vinyals", "val", 688),
         ("vinyals", "test", 1692),
         ("vinyals", "trainval", 4800),
-        ("lake", "train", 964),
+        ("lake", "train", 792),
+        ("lake", "val", 172),
+        ("lake", "trainval", 964),
         ("lake", "test", 659),
     ],
 )
@@ -63,6 +65,9 @@ def test_vinyals_splits_are_disjoint_and_lake_has_no_rotations(omniglot):
     assert not names["val"] & names["test"]
     lake = omniglot_split(omniglot, "lake", "train")
     assert bool((lake.class_rotation == 0).all())
+    held_out = {name.split("/")[0] for name in omniglot_split(omniglot, "lake", "val").class_names}
+    assert held_out == {"Hebrew", "Mkhedruli_(Georgian)", "Armenian", "Early_Aramaic", "Bengali"}
+    assert not held_out & {name.split("/")[0] for name in lake.class_names}
 
 
 def test_real_data_matches_the_official_pixels(omniglot):
@@ -78,8 +83,8 @@ def test_real_data_matches_the_official_pixels(omniglot):
 def test_unknown_scheme_or_split_lists_the_valid_ones(omniglot):
     with pytest.raises(ValueError, match="valid: vinyals, lake"):
         omniglot_split(omniglot, "ravi", "train")
-    with pytest.raises(ValueError, match="valid: train, test"):
-        omniglot_split(omniglot, "lake", "val")
+    with pytest.raises(ValueError, match="valid: train, val, test, trainval"):
+        omniglot_split(omniglot, "lake", "validation")
 
 
 # --- a tiny dataset in the official layout, built from real drawings -----------------------------
