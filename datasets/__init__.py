@@ -5,7 +5,13 @@ Code in this repository imports it through :func:`benchmarks.imports.fewshot_dat
 fails with a clear message when the other package shadows this one.
 """
 
-from .episodes import EPISODE_PROTOCOLS, Episode, EpisodeSampler, WithinGroupSampler
+from .episodes import (
+    EPISODE_PROTOCOLS,
+    ClassificationBatches,
+    Episode,
+    EpisodeSampler,
+    WithinGroupSampler,
+)
 from .store import FewShotSplit
 
 #: Marker that tells this package apart from the PyPI package of the same name.
@@ -13,6 +19,7 @@ IS_FEWSHOT_BENCHMARK_DATASETS = True
 
 __all__ = [
     "EPISODE_PROTOCOLS",
+    "ClassificationBatches",
     "Episode",
     "EpisodeSampler",
     "FewShotSplit",

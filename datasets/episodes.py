@@ -227,3 +227,41 @@ EPISODE_PROTOCOLS: dict[str, type[EpisodeSampler]] = {
     "random": EpisodeSampler,
     "within-alphabet": WithinGroupSampler,
 }
+
+
+class ClassificationBatches:
+    """Mini-batches for ordinary classification over every class of a split, reproducibly.
+
+    Batch ``i`` holds ``batch_size`` images drawn uniformly (with replacement across batches,
+    without within one) from all the split's images; it depends only on ``(seed, split.name,
+    batch_size, i)``. Labels are the split's class indices.
+    """
+
+    def __init__(self, split: FewShotSplit, batch_size: int, seed: int = 0) -> None:
+        total = int(split.class_size.sum())
+        if batch_size < 1 or batch_size > total:
+            raise ValueError(
+                f"batch_size must lie in 1..{total} (the images of split {split.name!r}), "
+                f"got {batch_size}"
+            )
+        self.split = split
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self._ends = torch.cumsum(split.class_size, 0)
+        self._total = total
+
+    def batch_seed(self, index: int) -> int:
+        key = f"{self.seed}|{self.split.name}|classification|{self.batch_size}|{index}"
+        digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        """``(images float [B, C, H, W], labels int64 [B])`` of batch ``index``."""
+        if index < 0:
+            raise IndexError(f"batch index must be non-negative, got {index}")
+        generator = torch.Generator().manual_seed(self.batch_seed(index))
+        flat = torch.randperm(self._total, generator=generator)[: self.batch_size]
+        classes = torch.searchsorted(self._ends, flat, right=True)
+        samples = flat - (self._ends[classes] - self.split.class_size[classes])
+        images = self.split.gather(classes, samples.unsqueeze(1)).squeeze(1)
+        return images, classes

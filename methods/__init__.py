@@ -4,7 +4,7 @@ Adding a method: write one module with a :class:`FewShotMethod` subclass decorat
 :func:`register_method`, with its training recipes in its ``recipes``, and import it below.
 """
 
-from . import matchnet, protonet, relnet  # noqa: F401  (importing registers them)
+from . import baseline, baselinepp, matchnet, protonet, relnet, simpleshot  # noqa: F401
 from .backbones import (
     BACKBONE_NAMES,
     BACKBONES,

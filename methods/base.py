@@ -6,6 +6,7 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
 import torch
@@ -201,6 +202,20 @@ class FewShotMethod(nn.Module):
         say that they need it)."""
         shape = getattr(self.backbone, "feature_shape", None)
         return None if shape is None else (int(shape[0]), int(shape[1]), int(shape[2]))
+
+    def training_head(self, n_classes: int) -> nn.Module:
+        """For recipes with the classification protocol: a module mapping backbone features
+        ``[B, D, h, w]`` to logits ``[B, n_classes]`` over the training classes, trained with the
+        backbone and then dropped. Episodic methods have none."""
+        raise NotImplementedError(
+            f"{self.name} trains on episodes; it has no classification head for the "
+            "classification protocol"
+        )
+
+    def on_trained(self, embed_training_images: Callable[[int], Tensor]) -> None:
+        """Called once training ends, with ``embed_training_images(count) -> [count, D, h, w]``,
+        the features of a seeded sample of training images (for statistics a method keeps, such
+        as SimpleShot's centre). Does nothing by default."""
 
     def head_parameters(self) -> int:
         """Trainable parameters outside the backbone."""

@@ -31,6 +31,11 @@ class TrainConfig:
         val_n_way, val_n_query: the shape of validation episodes (their shot is the training
             shot). ``None`` validates on episodes shaped like the test setting, which ties the
             trained model to that setting; fixing them lets one model serve several test ways.
+        protocol: ``None`` (episodic meta-training: one episode per step) or
+            ``"classification"``: ordinary mini-batch classification over all training classes
+            (cross-entropy through the method's training head), ``episodes`` steps of
+            ``batch_size`` images; validation is on episodes either way.
+        batch_size: images per step of the classification protocol.
     """
 
     episodes: int = 1000
@@ -46,10 +51,12 @@ class TrainConfig:
     time_budget_s: float | None = None
     val_n_way: int | None = None
     val_n_query: int | None = None
+    protocol: str | None = None
+    batch_size: int | None = None
 
     # Fields added after records were first published: left out of a cell's configuration (and
     # so of its hash) while unset, so that existing records keep their identity.
-    OPTIONAL_FIELDS = ("val_n_way", "val_n_query")
+    OPTIONAL_FIELDS = ("val_n_way", "val_n_query", "protocol", "batch_size")
 
     def __post_init__(self) -> None:
         if self.episodes < 0 or self.lr <= 0 or self.lr_step < 1 or self.val_episodes < 1:
@@ -64,6 +71,18 @@ class TrainConfig:
             and (self.val_n_way < 2 or self.val_n_query < 1)
         ):
             raise ValueError(f"TrainConfig needs val_n_way >= 2 and val_n_query >= 1; got {self}")
+
+        if self.protocol not in (None, "classification"):
+            raise ValueError(f"TrainConfig.protocol must be None or 'classification', got {self}")
+        if (self.protocol == "classification") != (self.batch_size is not None):
+            raise ValueError("TrainConfig: the classification protocol needs a batch_size")
+        if self.batch_size is not None and self.batch_size < 2:
+            raise ValueError(f"TrainConfig needs batch_size >= 2; got {self}")
+
+    @property
+    def classification(self) -> bool:
+        """Whether the model is trained as an ordinary classifier (not on episodes)."""
+        return self.protocol == "classification"
 
     @property
     def validation_fixed(self) -> bool:

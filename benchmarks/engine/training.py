@@ -11,7 +11,7 @@ import torch
 
 from benchmarks.engine.devices import autocast
 from benchmarks.engine.evaluation import evaluate
-from datasets import EpisodeSampler
+from datasets import ClassificationBatches, EpisodeSampler
 from methods import FewShotMethod
 from methods.recipes import TrainConfig
 
@@ -64,7 +64,14 @@ def train(
     from tqdm.auto import tqdm
 
     method.to(device).train()
-    optimizer = torch.optim.Adam(method.parameters(), lr=config.lr)
+    head: torch.nn.Module | None = None
+    batches: ClassificationBatches | None = None
+    if config.classification:
+        assert config.batch_size is not None
+        batches = ClassificationBatches(sampler.split, config.batch_size, sampler.seed)
+        head = method.training_head(sampler.split.num_classes).to(device).train()
+    parameters = list(method.parameters()) + ([] if head is None else list(head.parameters()))
+    optimizer = torch.optim.Adam(parameters, lr=config.lr)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma)
     result = TrainResult()
     best_state = None
@@ -99,10 +106,15 @@ def train(
         if config.time_budget_s is not None and time.perf_counter() - start > config.time_budget_s:
             result.stopped_by_budget = True
             break
-        episode = sampler[index].to(device)
         with autocast(device, precision):
-            scores = method(episode.support_x, episode.support_y, episode.query_x)
-            loss = method.loss(scores, episode.query_y)
+            if head is not None and batches is not None:  # classification protocol
+                images, labels = batches[index]
+                logits = head(method.backbone(images.to(device)))
+                loss = torch.nn.functional.cross_entropy(logits, labels.to(device))
+            else:
+                episode = sampler[index].to(device)
+                scores = method(episode.support_x, episode.support_y, episode.query_x)
+                loss = method.loss(scores, episode.query_y)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             bar.close()
@@ -113,7 +125,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(method.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
         optimizer.step()
         schedule.step()
         result.episodes_trained = index + 1
@@ -133,5 +145,25 @@ def train(
         validate(result.episodes_trained)
     if best_state is not None:
         method.load_state_dict(best_state)
+    method.on_trained(lambda count: _embed_sample(method, sampler, count, device))
     result.wall_seconds = time.perf_counter() - start
     return result
+
+
+def _embed_sample(
+    method: FewShotMethod, sampler: EpisodeSampler, count: int, device: torch.device
+) -> torch.Tensor:
+    """Backbone features ``[count, D, h, w]`` (eval mode) of a seeded sample of ``count`` images
+    of the training split (all of them when it has fewer)."""
+    split = sampler.split
+    count = min(count, int(split.class_size.sum()))
+    batches = ClassificationBatches(split, count, sampler.seed)
+    images, _ = batches[0]
+    was_training = method.training
+    method.eval()
+    try:
+        with torch.inference_mode():
+            features = torch.cat([method.backbone(part.to(device)) for part in images.split(256)])
+    finally:
+        method.train(was_training)
+    return features.clone()

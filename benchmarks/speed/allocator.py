@@ -193,7 +193,7 @@ def markdown(runs: list[dict[str, Any]], threads: int, rounds: int) -> str:
     lines = [
         "# glibc's allocator defaults vs keeping freed memory (miniImageNet shapes)",
         "",
-        f"Measured on {device_name(torch.device('cpu'))}, {threads} threads, "
+        f"Measured on {device_name(torch.device('cpu'))}, "
         f"torch {torch.__version__}, Python {platform.python_version()}; median of {rounds} "
         f"steps per shape in each of {len(system)} child processes per setting, run "
         "alternately (see `benchmarks/speed/allocator.py`). `system`: `FEWSHOT_MALLOC=system`; "

@@ -141,7 +141,7 @@ def markdown(rows: list[dict[str, Any]], threads: int) -> str:
     lines = [
         "# Test-time feature caching (miniImageNet test split, 5-way 5-shot 15-query, ProtoNet)",
         "",
-        f"Measured on {device_name(torch.device('cpu'))}, {threads} threads, torch "
+        f"Measured on {device_name(torch.device('cpu'))}, torch "
         f"{torch.__version__}, Python {platform.python_version()} (`benchmarks/speed/caching.py`). "
         "A 600-episode test: the per-episode path runs the backbone on every episode's 100 "
         "images; the cached path embeds each distinct image once, then runs the head per "

@@ -8,7 +8,7 @@ import torch
 from benchmarks.engine.devices import seeded
 from benchmarks.engine.evaluation import evaluate
 from benchmarks.engine.training import NonFiniteLossError, train
-from datasets import EpisodeSampler
+from datasets import EpisodeSampler, FewShotSplit
 from datasets.omniglot import omniglot_split
 from methods import Conv4, backbone_config, create_method
 from methods.recipes import TrainConfig
@@ -114,3 +114,69 @@ def test_bf16_training_takes_finite_steps():
     assert result.episodes_trained == 3
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("method", ["baseline", "baselinepp", "simpleshot"])
+def test_the_classification_protocol_trains_a_classifier_and_its_loss_falls(omniglot, method):
+    """Mini-batches over all training classes through the method's training head; the backbone
+    then serves episodes of unseen classes. SimpleShot keeps the training mean as its centre.
+    (100 training classes, so that 60 steps see each class often enough for the loss to fall.)"""
+    full = omniglot_split(omniglot, "vinyals", "train")
+    keep = slice(0, 400, 4)  # 100 characters, unrotated
+    train_split = FewShotSplit(
+        "omniglot/vinyals/train-100",
+        full.images,
+        full.class_start[keep],
+        full.class_size[keep],
+        full.class_rotation[keep],
+        full.class_names[keep],
+    )
+    test_split = omniglot_split(omniglot, "vinyals", "test")
+    with seeded(0):
+        model = create_method(method, Conv4(1, backbone_config("conv4"), image_size=28))
+    config = TrainConfig(
+        episodes=60,
+        n_way=5,
+        k_shot=1,
+        n_query=5,
+        val_every=20,
+        val_episodes=3,
+        protocol="classification",
+        batch_size=64,
+        lr=3e-3,
+    )
+    val = EpisodeSampler(omniglot_split(omniglot, "vinyals", "val"), 5, 1, 5, 0, "val")
+    result = train(
+        model,
+        EpisodeSampler(train_split, 5, 1, 5, 0, "train"),
+        config,
+        CPU,
+        val_sampler=val,
+        progress=False,
+    )
+    assert result.episodes_trained == 60
+    losses = [entry["train_loss"] for entry in result.history]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    accuracy = evaluate(
+        model, EpisodeSampler(test_split, 5, 1, 5, 0, "test"), 20, CPU, progress=False
+    )
+    assert accuracy.mean - accuracy.ci95 > 0.25, f"{method}: {accuracy.mean:.3f}"  # chance: 0.2
+    if method == "simpleshot":
+        assert float(model.centre.abs().sum()) > 0
+
+
+def test_classification_batches_are_seeded_and_labelled_with_their_classes():
+    from datasets import ClassificationBatches
+
+    split = numbered_split([3, 4, 5])  # image i is filled with i: the class is known from it
+    batches = ClassificationBatches(split, 6, seed=0)
+    images, labels = batches[0]
+    again, same_labels = ClassificationBatches(split, 6, seed=0)[0]
+    assert torch.equal(images, again) and torch.equal(labels, same_labels)
+    value = (images[:, 0, 0, 0] * 255).round().long()
+    ends = torch.tensor([3, 7, 12])
+    assert torch.equal(torch.searchsorted(ends, value, right=True), labels)
+    assert len(set(value.tolist())) == 6  # no image twice within a batch
+    assert not torch.equal(batches[1][1], labels) or not torch.equal(batches[1][0], images)
+    with pytest.raises(ValueError, match=r"batch_size must lie in 1\.\.12"):
+        ClassificationBatches(split, 13)
