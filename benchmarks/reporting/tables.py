@@ -145,7 +145,11 @@ def table_stem(
 
 def episode_protocol(records: pd.DataFrame) -> pd.Series:
     """The test-episode protocol of each record (``"random"`` unless its cell named one)."""
-    return records["config"].map(lambda config: (config or {}).get("episodes", "random"))
+    if "config" not in records:
+        return pd.Series("random", index=records.index)
+    return records["config"].map(
+        lambda config: config.get("episodes", "random") if isinstance(config, dict) else "random"
+    )
 
 
 def _accuracy_cell(cell: pd.DataFrame) -> str:

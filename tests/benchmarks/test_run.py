@@ -82,7 +82,10 @@ def test_help_is_complete(capsys):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--methods", "relnt"], "registered methods: matchnet, protonet, relnet"),
+        (
+            ["--methods", "relnt"],
+            "registered methods: baseline, baselinepp, matchnet, protonet, relnet, simpleshot",
+        ),
         (
             ["--ways", "2000"],
             "n_way=2000 exceeds the 1692 classes of split 'omniglot/vinyals/test'",
@@ -119,9 +122,9 @@ def test_unwritable_output_is_a_clear_error(tmp_path, capsys):
 
 def test_config_file_with_an_unknown_key_lists_the_valid_keys(tmp_path, capsys):
     config = tmp_path / "run.toml"
-    config.write_text('methods = ["protonet"]\nepisodes = 3\n')
+    config.write_text('methods = ["protonet"]\nepochs = 3\n')
     assert main(["--config", str(config)]) == 2
-    assert "unknown key(s) episodes" in capsys.readouterr().err
+    assert "unknown key(s) epochs" in capsys.readouterr().err
 
 
 def test_a_run_records_every_field_writes_tables_and_skips_on_rerun(run, tmp_path, capsys):

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from benchmarks.experiment.presets import available_presets
 from methods import Conv4, available_methods, backbone_config, create_method, method_class
+from methods.registry import method_recipe
 from tests.methods.helpers import random_episode
 
 
@@ -29,11 +31,18 @@ def test_scores_have_one_row_per_query_and_one_column_per_class(name, n_way, k_s
 
 @pytest.mark.parametrize("name", available_methods())
 def test_a_training_step_changes_the_weights_and_gives_a_finite_loss(name):
+    """On an episode, or on a mini-batch through the training head for methods whose recipes
+    train them as classifiers (the classification protocol)."""
     method = _built(name)
     support_x, support_y, query_x, query_y = random_episode(5, 1, n_query=3)
     before = [p.detach().clone() for p in method.parameters()]
     optimizer = torch.optim.Adam(method.parameters(), lr=1e-2)
-    loss = method.loss(method(support_x, support_y, query_x), query_y)
+    if method_recipe(name, "quick", "omniglot", 5, 1).train.classification:
+        head = method.training_head(5)
+        optimizer.add_param_group({"params": list(head.parameters())})
+        loss = F.cross_entropy(head(method.backbone(query_x)), query_y)
+    else:
+        loss = method.loss(method(support_x, support_y, query_x), query_y)
     assert loss.dim() == 0 and torch.isfinite(loss)
     optimizer.zero_grad()
     loss.backward()

@@ -21,15 +21,22 @@ from methods import (
 from methods.base import MethodOptions, bounded
 
 
-def test_lists_the_three_methods():
-    assert available_methods() == ["matchnet", "protonet", "relnet"]
+def test_lists_the_metric_methods_and_the_baselines():
+    assert available_methods() == [
+        "baseline",
+        "baselinepp",
+        "matchnet",
+        "protonet",
+        "relnet",
+        "simpleshot",
+    ]
     assert all(method_summary(name) for name in available_methods())
 
 
 def test_unknown_method_lists_the_valid_names():
     with pytest.raises(
         UnknownMethodError,
-        match="unknown method 'relnt'; registered methods: matchnet, protonet, relnet",
+        match="unknown method 'relnt'; registered methods: baseline, baselinepp, matchnet, protonet, relnet, simpleshot",
     ):
         create_method("relnt", Conv4(1))
 

@@ -77,7 +77,7 @@ def test_record_identities_survive_new_optional_training_fields():
     [
         (
             RunConfig(methods=("relnt",)),
-            "unknown method 'relnt'; registered methods: matchnet, protonet, relnet",
+            "unknown method 'relnt'; registered methods: baseline, baselinepp, matchnet, protonet, relnet, simpleshot",
         ),
         (RunConfig(preset="fast"), "unknown preset 'fast'; valid: quick, paper, paper-cpu"),
         (
