@@ -90,9 +90,14 @@ class FewShotSplit:
                 if turns:
                     rows = rotations == turns
                     batch[rows] = torch.rot90(batch[rows], k=int(turns), dims=(-2, -1))
-        out = batch.float().div_(255.0)
+        return self.as_model_input(batch)
+
+    def as_model_input(self, images: Tensor) -> Tensor:
+        """uint8 images ``[..., C, H, W]`` of this split's kind as float model input: scaled to
+        [0, 1] and normalised with the split's mean and std when it has them."""
+        out = images.float().div_(255.0)
         if self.mean is not None and self.std is not None:
-            mean = torch.tensor(self.mean).view(1, 1, -1, 1, 1)
-            std = torch.tensor(self.std).view(1, 1, -1, 1, 1)
+            mean = torch.tensor(self.mean).view(-1, 1, 1)
+            std = torch.tensor(self.std).view(-1, 1, 1)
             out = out.sub_(mean).div_(std)
         return out

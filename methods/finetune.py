@@ -67,37 +67,24 @@ def fit_support_classifier(
     # hundreds of tiny steps: one thread is 7x faster than two here (no fork-join per operator)
     torch.set_num_threads(1)
     try:
-        return _fit(make_classifier, support, support_y, steps, batch_size, lr, seed, generator)
+        with torch.inference_mode(False), torch.enable_grad():
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                classifier = make_classifier().to(support.device)
+            x, y = support.detach().clone().float(), support_y.detach().clone()
+            optimizer = torch.optim.SGD(
+                classifier.parameters(), lr=lr, momentum=0.9, dampening=0.9, weight_decay=0.001
+            )
+            for _ in range(steps):
+                order = torch.randperm(len(x), generator=generator).to(x.device)
+                for batch in order.split(batch_size):
+                    loss = F.cross_entropy(classifier(x[batch]), y[batch])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+        return classifier
     finally:
         torch.set_num_threads(threads)
-
-
-def _fit(
-    make_classifier: Callable[[], nn.Module],
-    support: Tensor,
-    support_y: Tensor,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    generator: torch.Generator,
-) -> nn.Module:
-    with torch.inference_mode(False), torch.enable_grad():
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            classifier = make_classifier().to(support.device)
-        x, y = support.detach().clone().float(), support_y.detach().clone()
-        optimizer = torch.optim.SGD(
-            classifier.parameters(), lr=lr, momentum=0.9, dampening=0.9, weight_decay=0.001
-        )
-        for _ in range(steps):
-            order = torch.randperm(len(x), generator=generator).to(x.device)
-            for batch in order.split(batch_size):
-                loss = F.cross_entropy(classifier(x[batch]), y[batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-    return classifier
 
 
 def classification_recipes(backbone: str = "conv4") -> dict[str, Any]:

@@ -257,7 +257,7 @@ def official_run_errors(
         with torch.inference_mode(), autocast(device, precision):
             for run in runs.runs:
                 support, query = (
-                    _as_split_images(images, split) for images in (run.support, run.query)
+                    split.as_model_input(images) for images in (run.support, run.query)
                 )
                 support_y = torch.arange(len(support))
                 scores = method(support.to(device), support_y.to(device), query.to(device))
@@ -266,13 +266,3 @@ def official_run_errors(
     finally:
         method.train(was_training)
     return errors
-
-
-def _as_split_images(images: torch.Tensor, split: FewShotSplit) -> torch.Tensor:
-    """uint8 ``[B, C, H, W]`` -> float, scaled to [0, 1] and normalised as ``split.gather``."""
-    out = images.float() / 255.0
-    if split.mean is not None and split.std is not None:
-        out = (out - torch.tensor(split.mean).view(1, -1, 1, 1)) / torch.tensor(split.std).view(
-            1, -1, 1, 1
-        )
-    return out
