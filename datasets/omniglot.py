@@ -141,20 +141,23 @@ def load_omniglot(
 def omniglot_split(
     data: OmniglotImages, scheme: str = "vinyals", split: str = "train"
 ) -> FewShotSplit:
-    """The classes of ``split`` under ``scheme`` (``"vinyals"`` or ``"lake"``) as a FewShotSplit.
+    """The classes of ``split`` under ``scheme`` (``"vinyals"``, ``"lake"`` or
+    ``"lake-rotated"``) as a FewShotSplit.
 
-    Under ``"vinyals"`` each character at each of the four rotations is its own class.
+    Under ``"vinyals"`` each character at each of the four rotations is its own class (named
+    ``.../rot090``); under ``"lake-rotated"`` only the training characters are.
     """
     check_split(scheme, split)
     starts, sizes, turns, names = [], [], [], []
+    rotations = rotations_of(scheme, split)
     for index, (character, subset) in enumerate(zip(data.characters, data.subsets)):
         if not in_split(scheme, split, character, subset):
             continue
-        for quarter in rotations_of(scheme):
+        for quarter in rotations:
             starts.append(int(data.character_start[index]))
             sizes.append(int(data.character_size[index]))
             turns.append(quarter)
-            names.append(f"{character}/rot{quarter * 90:03d}" if scheme == "vinyals" else character)
+            names.append(f"{character}/rot{quarter * 90:03d}" if len(rotations) > 1 else character)
     return FewShotSplit(
         name=f"omniglot/{scheme}/{split}",
         images=data.images,

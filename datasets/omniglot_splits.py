@@ -33,7 +33,11 @@ VINYALS_SPLITS = ("train", "val", "test", "trainval")
 #: alphabets, all background ones) are held out for validation; the evaluation set tests.
 LAKE_VAL_ALPHABETS = VINYALS_VAL_ALPHABETS
 LAKE_SPLITS = ("train", "val", "test", "trainval")
-SCHEMES = {"vinyals": VINYALS_SPLITS, "lake": LAKE_SPLITS}
+#: ``lake-rotated``: Lake et al.'s split with the training characters (``train``, ``trainval``)
+#: also at 90, 180 and 270 degrees, each rotation its own class (the augmentation of the
+#: published Omniglot recipes); validation and test characters stay upright, as in Lake's runs.
+SCHEMES = {"vinyals": VINYALS_SPLITS, "lake": LAKE_SPLITS, "lake-rotated": LAKE_SPLITS}
+LAKE_SCHEMES = ("lake", "lake-rotated")
 
 
 def vinyals_split_of(character: str) -> str:
@@ -58,13 +62,13 @@ def in_split(scheme: str, split: str, character: str, subset: str) -> bool:
     """Whether ``character`` (from official ``subset``) belongs to ``split`` of ``scheme``.
 
     Args:
-        scheme: ``"vinyals"`` or ``"lake"``.
+        scheme: ``"vinyals"``, ``"lake"`` or ``"lake-rotated"``.
         split: one of ``SCHEMES[scheme]``.
         character: ``"Alphabet/characterNN"``.
         subset: ``"images_background"`` or ``"images_evaluation"``.
     """
     check_split(scheme, split)
-    if scheme == "lake":
+    if scheme in LAKE_SCHEMES:
         if subset != "images_background":
             return split == "test"
         held_out = character.partition("/")[0] in LAKE_VAL_ALPHABETS
@@ -73,9 +77,11 @@ def in_split(scheme: str, split: str, character: str, subset: str) -> bool:
     return where == split or (split == "trainval" and where in ("train", "val"))
 
 
-def rotations_of(scheme: str) -> tuple[int, ...]:
-    """Quarter turns that make separate classes under ``scheme``."""
-    return VINYALS_ROTATIONS if scheme == "vinyals" else (0,)
+def rotations_of(scheme: str, split: str) -> tuple[int, ...]:
+    """Quarter turns that make separate classes in ``split`` under ``scheme``."""
+    if scheme == "vinyals" or (scheme == "lake-rotated" and split in ("train", "trainval")):
+        return VINYALS_ROTATIONS
+    return (0,)
 
 
 def check_split(scheme: str, split: str) -> None:

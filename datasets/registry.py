@@ -86,7 +86,10 @@ def _omniglot_spec() -> DatasetSpec:
     return DatasetSpec(
         name="omniglot",
         summary="Omniglot, 1623 handwritten characters x 20 drawings, 1x28x28; splits: "
-        "vinyals (rotations as classes, 4112/688/1692), lake (background alphabets 792/172 held out, evaluation alphabets 659; within-alphabet test episodes with --episodes)",
+        "vinyals (rotations as classes, 4112/688/1692), "
+        "lake (background alphabets 792/172 held out, evaluation alphabets 659; within-alphabet "
+        "test episodes with --episodes), lake-rotated (lake with the 792 training characters "
+        "at four rotations: 3168 classes)",
         schemes=dict(SCHEMES),
         default_scheme="vinyals",
         load=_load_omniglot,

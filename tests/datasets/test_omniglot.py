@@ -48,6 +48,10 @@ def test_vinyals_rule_yields_exactly_the_standard_class_lists(omniglot, data_roo
         ("lake", "val", 172),
         ("lake", "trainval", 964),
         ("lake", "test", 659),
+        ("lake-rotated", "train", 4 * 792),
+        ("lake-rotated", "val", 172),
+        ("lake-rotated", "trainval", 4 * 964),
+        ("lake-rotated", "test", 659),
     ],
 )
 def test_split_class_counts(omniglot, scheme, split, classes):
@@ -70,6 +74,18 @@ def test_vinyals_splits_are_disjoint_and_lake_has_no_rotations(omniglot):
     assert not held_out & {name.split("/")[0] for name in lake.class_names}
 
 
+def test_lake_rotated_rotates_training_characters_only(omniglot):
+    rotated = omniglot_split(omniglot, "lake-rotated", "train")
+    plain = omniglot_split(omniglot, "lake", "train")
+    assert sorted(rotated.class_rotation.unique().tolist()) == [0, 1, 2, 3]
+    assert {name.rpartition("/")[0] for name in rotated.class_names} == set(plain.class_names)
+    assert rotated.class_group[:4] == (plain.class_group[0],) * 4  # alphabets are kept
+    for split in ("val", "test"):
+        upright = omniglot_split(omniglot, "lake-rotated", split)
+        assert upright.class_names == omniglot_split(omniglot, "lake", split).class_names
+        assert bool((upright.class_rotation == 0).all())
+
+
 def test_real_data_matches_the_official_pixels(omniglot):
     assert omniglot.images.shape == (32460, 1, 28, 28)
     assert len(omniglot.characters) == 1623
@@ -81,7 +97,7 @@ def test_real_data_matches_the_official_pixels(omniglot):
 
 
 def test_unknown_scheme_or_split_lists_the_valid_ones(omniglot):
-    with pytest.raises(ValueError, match="valid: vinyals, lake"):
+    with pytest.raises(ValueError, match="valid: vinyals, lake, lake-rotated"):
         omniglot_split(omniglot, "ravi", "train")
     with pytest.raises(ValueError, match="valid: train, val, test, trainval"):
         omniglot_split(omniglot, "lake", "validation")

@@ -86,7 +86,7 @@ def test_record_identities_survive_new_optional_training_fields():
         ),
         (
             RunConfig(split="ravi"),
-            "unknown split 'ravi' for dataset 'omniglot'; valid: vinyals, lake",
+            "unknown split 'ravi' for dataset 'omniglot'; valid: vinyals, lake, lake-rotated",
         ),
         (
             RunConfig(options=("relnet.relaton=mlp",)),
