@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--train-episodes", type=int, metavar="E", help="override the preset's training episodes")
     add(
+        "--val-episodes",
+        type=int,
+        metavar="E",
+        help="override the preset's episodes per validation (a short smoke run of a deep "
+        "backbone spends most of its time validating)",
+    )
+    add(
         "--test-episodes",
         type=int,
         metavar="E",

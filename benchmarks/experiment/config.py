@@ -33,6 +33,7 @@ class RunConfig:
     shots: tuple[int, ...] = (1, 5)
     queries: int = 15
     train_episodes: int | None = None
+    val_episodes: int | None = None
     test_episodes: int = 600
     seeds: tuple[int, ...] = (0,)
     preset: str = "quick"
@@ -145,6 +146,7 @@ def checked_config(config: RunConfig) -> RunConfig:
         ("--queries", config.queries, 1),
         ("--test-episodes", config.test_episodes, 2),
         ("--train-episodes", config.train_episodes, 0),
+        ("--val-episodes", config.val_episodes, 1),
         ("--ray-cpus-per-cell", config.ray_cpus_per_cell, 1),
         ("--ray-gpus-per-cell", config.ray_gpus_per_cell, 0),
         ("--ray-max-retries", config.ray_max_retries, 0),
@@ -247,7 +249,10 @@ def plan_cells(config: RunConfig, device: str) -> list[Cell]:
                 if config.backbone is not None:
                     recipe = dataclasses.replace(recipe, backbone=config.backbone)
                 recipe = with_overrides(
-                    recipe, episodes=config.train_episodes, time_budget_s=config.time_budget
+                    recipe,
+                    episodes=config.train_episodes,
+                    val_episodes=config.val_episodes,
+                    time_budget_s=config.time_budget,
                 )
                 for seed in config.seeds:
                     cells.append(

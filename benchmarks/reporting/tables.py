@@ -350,6 +350,8 @@ def write_tables(out: Path) -> list[Path]:
             ),
             "Sources:\n" + "".join(f"- {source}\n" for source in sources),
         )
+        if published.empty and episodes == "within-alphabet":
+            _write_within_alphabet_published(group, stem, labels)
         _write_official_runs(group, stem, labels)
         write_plots(group, stem, labels)
     return written
@@ -387,6 +389,78 @@ def official_runs_frame(records: pd.DataFrame, labels: pd.Series | None = None) 
         for who, error, source in LAKE_RUNS_PUBLISHED
     ]
     return pd.DataFrame(rows)
+
+
+def within_alphabet_published_frame(
+    records: pd.DataFrame, labels: pd.Series | None = None
+) -> pd.DataFrame:
+    """Within-alphabet 20-way one-shot error rates next to Lake et al.'s published figures: one
+    row per such record (error = 100 - accuracy, its 95% CI over the test episodes), then the
+    published rows (the columns of ``<stem>-published.csv`` for within-alphabet tables)."""
+    labels = method_labels(records) if labels is None else labels
+    chosen = records.assign(label=labels)
+    chosen = chosen[(chosen["n_way"] == 20) & (chosen["k_shot"] == 1)]
+    if chosen.empty:
+        return pd.DataFrame()
+    rows = [
+        {
+            "who": r.label,
+            "seed": int(r.seed),
+            "error_pct": 100 * (1 - r.accuracy),
+            "ci95_pct": 100 * r.ci95,
+            "evaluated_on": f"{int(r.test_episodes)} seeded within-alphabet episodes",
+            "train_episodes": int(r.train_episodes),
+            "train_wall_s": r.train_wall_s,
+            "source": "this run",
+        }
+        for r in chosen.sort_values(["label", "seed"]).itertuples()
+    ]
+    rows += [
+        {
+            "who": who,
+            "seed": None,
+            "error_pct": error,
+            "ci95_pct": None,
+            "evaluated_on": "the 20 official runs",
+            "train_episodes": None,
+            "train_wall_s": None,
+            "source": source,
+        }
+        for who, error, source in LAKE_RUNS_PUBLISHED
+    ]
+    return pd.DataFrame(rows)
+
+
+def _write_within_alphabet_published(group: pd.DataFrame, stem: Path, labels: pd.Series) -> None:
+    frame = within_alphabet_published_frame(group, labels)
+    if frame.empty:
+        return
+    display = pd.DataFrame(
+        {
+            "who": frame["who"],
+            "seed": frame["seed"].map(lambda s: "" if pd.isna(s) else str(int(s))),
+            "error (%)": [
+                f"{e:.2f}" + ("" if pd.isna(h) else f" ± {h:.2f}")
+                for e, h in zip(frame["error_pct"], frame["ci95_pct"])
+            ],
+            "evaluated on": frame["evaluated_on"],
+            "train time": frame["train_wall_s"].map(
+                lambda s: "" if pd.isna(s) else f"{s / 60:.1f} min"
+            ),
+        }
+    )
+    sources = sorted({s for s in frame["source"] if s != "this run"})
+    _write_table(
+        stem.with_name(f"{stem.name}-published"),
+        display,
+        frame,
+        f"{first_line(group)}: 20-way one-shot error rate within one alphabet (ours: mean ± 95% "
+        "CI over the test episodes, support and query by different drawers) next to the figures "
+        "Lake et al. published for their 20 official runs (20 items each, the same task). The "
+        "episodes differ, so the comparison is of the task, not of identical trials; "
+        "`--test-runs` adds the official runs themselves.",
+        "Sources:\n" + "".join(f"- {source}\n" for source in sources),
+    )
 
 
 def _write_official_runs(group: pd.DataFrame, stem: Path, labels: pd.Series) -> None:

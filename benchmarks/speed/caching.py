@@ -1,7 +1,9 @@
-"""``python -m benchmarks.speed.caching``: test-time feature caching against per-episode scoring.
+"""``python -m benchmarks.speed.caching``: each backbone's cost, and test-time feature caching
+against per-episode scoring.
 
 On miniImageNet's test split (``--data-root``), 5-way 5-shot 15-query episodes, ProtoNet with an
-untrained backbone (timing does not depend on the weights), for each backbone: its FLOPs per
+untrained backbone (timing does not depend on the weights), for each backbone (by default
+``conv4``, ``conv4-relnet``, ``resnet12`` and ``resnet18``): its parameters and FLOPs per
 image, the median time of a training step (forward, backward, Adam) on one such episode, and
 
 - ``per-episode``: the forward pass of every episode (backbone and head), ms per episode;
@@ -12,7 +14,8 @@ image, the median time of a training step (forward, backward, Adam) on one such 
 The time of a 600-episode test on each path is then per-episode ms x 600 against embedding ms x
 distinct images + head ms x 600. For Conv-4 both paths are also run in full through
 ``benchmarks.engine.evaluation.evaluate``, which checks the composed figures against measured
-ones. Writes ``OUT/caching.json`` and ``OUT/caching.md``.
+ones. Deep backbones measure the per-episode path on 10 episodes. Writes ``OUT/caching.json``
+and ``OUT/caching.md``.
 """
 
 from __future__ import annotations
@@ -139,7 +142,8 @@ def _head_ms(model: Any, sampler: EpisodeSampler, table: torch.Tensor) -> float:
 
 def markdown(rows: list[dict[str, Any]], threads: int) -> str:
     lines = [
-        "# Test-time feature caching (miniImageNet test split, 5-way 5-shot 15-query, ProtoNet)",
+        "# Backbone cost and test-time feature caching (miniImageNet test split, 5-way 5-shot "
+        "15-query, ProtoNet)",
         "",
         f"Measured on {device_name(torch.device('cpu'))}, torch "
         f"{torch.__version__}, Python {platform.python_version()} (`benchmarks/speed/caching.py`). "
@@ -175,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", required=True, help="folder holding mini-imagenet/")
     parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--backbones", nargs="+", default=["conv4", "resnet12"])
+    parser.add_argument(
+        "--backbones", nargs="+", default=["conv4", "conv4-relnet", "resnet12", "resnet18"]
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--embed-episodes", type=int, default=10)
     parser.add_argument("--out", default=str(REPO / "results" / "timing"))
@@ -186,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     sampler = EpisodeSampler(data.split("standard", "test"), *SHAPE, seed=0)
     rows = []
     for backbone in args.backbones:
-        full = backbone.startswith("conv4")
+        full = backbone == "conv4"
         rows.append(
             measure_backbone(sampler, backbone, 100 if full else 10, args.embed_episodes, full)
         )

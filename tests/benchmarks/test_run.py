@@ -570,3 +570,9 @@ def test_lake_runs_test_within_alphabets_and_on_the_official_runs(run, tmp_path)
     assert table.loc["Siamese ConvNet", "error_pct"] == 8.0
     assert table.loc["protonet", "error_pct"] == pytest.approx(record["official_runs_error_pct"])
     assert "Science 2015" in stem.with_suffix(".md").read_text()
+    published = stem.with_name("lake-within-alphabet-quick-published")
+    table = pd.read_csv(published.with_suffix(".csv")).set_index("who")
+    assert table.loc["protonet", "error_pct"] == pytest.approx(100 * (1 - record["accuracy"]))
+    assert table.loc["people", "error_pct"] == 4.5
+    assert table.loc["Siamese ConvNet", "evaluated_on"] == "the 20 official runs"
+    assert "Koch, Zemel & Salakhutdinov" in published.with_suffix(".md").read_text()

@@ -34,10 +34,11 @@ def test_config_hash_is_stable_and_sees_every_field():
         )[0],
         plan_cells(RunConfig(methods=("relnet",), shots=(1,), train_episodes=7), "cpu")[0],
         plan_cells(RunConfig(methods=("relnet",), shots=(1,), test_episodes=100), "cpu")[0],
+        plan_cells(RunConfig(methods=("relnet",), shots=(1,), val_episodes=3), "cpu")[0],
         plan_cells(RunConfig(methods=("relnet",), shots=(1,)), "cuda")[0],
         dataclasses.replace(a, seed=1),
     ]
-    assert len({a.config_hash, *(c.config_hash for c in changed)}) == 6
+    assert len({a.config_hash, *(c.config_hash for c in changed)}) == 7
     assert a.config()["recipe"]["train"]["episodes"] == 1000
 
 
@@ -98,6 +99,7 @@ def test_record_identities_survive_new_optional_training_fields():
             "not among --methods protonet",
         ),
         (RunConfig(shots=(0,)), "--shots must be a number >= 1, got 0"),
+        (RunConfig(val_episodes=0), "--val-episodes must be a number >= 1, got 0"),
         (
             RunConfig(backbone="resnet50"),
             "--backbone 'resnet50' is not a backbone; valid: conv4, conv4-relnet, resnet12, resnet18",
