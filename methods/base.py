@@ -203,6 +203,13 @@ class FewShotMethod(nn.Module):
         shape = getattr(self.backbone, "feature_shape", None)
         return None if shape is None else (int(shape[0]), int(shape[1]), int(shape[2]))
 
+    @classmethod
+    def options_for_backbone(cls, options: dict[str, Any], backbone: str) -> dict[str, Any]:
+        """The recipe ``options`` adapted to ``backbone`` when a run replaces the recipe's own
+        backbone (``--backbone``); options that only fit the recipe's network are dropped here,
+        so the record names what was built. Options the user sets are applied after this."""
+        return options
+
     def training_head(self, n_classes: int) -> nn.Module:
         """For recipes with the classification protocol: a module mapping backbone features
         ``[B, D, h, w]`` to logits ``[B, n_classes]`` over the training classes, trained with the

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -272,6 +272,15 @@ class RelationNet(FewShotMethod):
         "paper": _paper,
         "paper-cpu": _paper_cpu,
     }
+
+    @classmethod
+    def options_for_backbone(cls, options: dict[str, Any], backbone: str) -> dict[str, Any]:
+        """The paper's miniImageNet module (``relation_layout='unpadded'``) is made for Conv-4's
+        64x19x19 maps; on another backbone (the ResNets' pooled 1x1 maps) the recipe falls back
+        to the padded module."""
+        if backbone.startswith("conv4") or options.get("relation_layout") != "unpadded":
+            return options
+        return {k: v for k, v in options.items() if k != "relation_layout"}
 
     def __init__(self, backbone: nn.Module, options: RelationNetOptions | None = None) -> None:
         super().__init__(backbone, options)

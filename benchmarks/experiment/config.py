@@ -245,9 +245,12 @@ def plan_cells(config: RunConfig, device: str) -> list[Cell]:
         for way in config.ways:
             for shot in config.shots:
                 recipe = recipes.recipe(method, way, shot, config.dataset)
+                if config.backbone is not None and config.backbone != recipe.backbone:
+                    adapted = method_class(method).options_for_backbone(
+                        recipe.options, config.backbone
+                    )
+                    recipe = dataclasses.replace(recipe, backbone=config.backbone, options=adapted)
                 recipe = dataclasses.replace(recipe, options={**recipe.options, **options[method]})
-                if config.backbone is not None:
-                    recipe = dataclasses.replace(recipe, backbone=config.backbone)
                 recipe = with_overrides(
                     recipe,
                     episodes=config.train_episodes,

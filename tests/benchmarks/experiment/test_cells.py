@@ -299,3 +299,23 @@ def test_the_test_episode_protocol_is_part_of_a_cells_identity_but_not_of_its_tr
     assert within[0].training_hash == random[0].training_hash  # one trained model serves both
     with pytest.raises(UsageError, match="--episodes 'lake' is not a test-episode protocol"):
         plan_cells(RunConfig(episodes="lake"), "cpu")
+
+
+def test_another_backbone_drops_the_relation_layout_made_for_conv4_maps():
+    def relnet_options(backbone, *options):
+        config = RunConfig(
+            methods=("relnet",),
+            dataset="mini-imagenet",
+            shots=(1,),
+            preset="paper-cpu",
+            backbone=backbone,
+            options=options,
+        )
+        return plan_cells(config, "cpu")[0].recipe.options
+
+    assert relnet_options(None) == {"relation_layout": "unpadded"}
+    assert relnet_options("conv4-relnet") == {"relation_layout": "unpadded"}
+    assert relnet_options("resnet18") == {}
+    # what the user asks for is kept (and fails, with its message, when the model is built)
+    asked = relnet_options("resnet12", "relnet.relation_layout=unpadded")
+    assert asked == {"relation_layout": "unpadded"}
