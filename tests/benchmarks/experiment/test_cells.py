@@ -251,6 +251,8 @@ def test_every_committed_record_keeps_its_identity():
         (cell,) = plan_cells(
             RunConfig(
                 methods=(config["method"],),
+                split=config["split"],
+                episodes=config.get("episodes", "random"),
                 ways=(config["n_way"],),
                 shots=(config["k_shot"],),
                 queries=config["n_query"],
