@@ -376,19 +376,27 @@ def official_runs_frame(records: pd.DataFrame, labels: pd.Series | None = None) 
         }
         for r in tested.sort_values(["label", "n_way", "k_shot", "seed"]).itertuples()
     ]
-    rows += [
-        {
-            "who": who,
-            "trained_for": "",
-            "seed": None,
-            "error_pct": error,
-            "runs": 20,
-            "worst_run_error_pct": None,
-            "source": source,
-        }
+    rows += _lake_published_rows(trained_for="", seed=None, runs=20, worst_run_error_pct=None)
+    return pd.DataFrame(rows)
+
+
+def _lake_published_rows(**blank: Any) -> list[dict[str, Any]]:
+    """Lake et al.'s published error rates as rows (``who``, ``error_pct``, ``source``), with
+    ``blank`` filling the columns that only our rows have."""
+    return [
+        {"who": who, "error_pct": error, "source": source, **blank}
         for who, error, source in LAKE_RUNS_PUBLISHED
     ]
-    return pd.DataFrame(rows)
+
+
+def _sources_footer(frame: pd.DataFrame) -> str:
+    """The footer listing the published sources of a table's rows (ours are ``"this run"``)."""
+    sources = sorted({s for s in frame["source"] if s != "this run"})
+    return "Sources:\n" + "".join(f"- {source}\n" for source in sources)
+
+
+def _seed_text(seed: Any) -> str:
+    return "" if pd.isna(seed) else str(int(seed))
 
 
 def within_alphabet_published_frame(
@@ -415,19 +423,13 @@ def within_alphabet_published_frame(
         }
         for r in chosen.sort_values(["label", "seed"]).itertuples()
     ]
-    rows += [
-        {
-            "who": who,
-            "seed": None,
-            "error_pct": error,
-            "ci95_pct": None,
-            "evaluated_on": "the 20 official runs",
-            "train_episodes": None,
-            "train_wall_s": None,
-            "source": source,
-        }
-        for who, error, source in LAKE_RUNS_PUBLISHED
-    ]
+    rows += _lake_published_rows(
+        seed=None,
+        ci95_pct=None,
+        evaluated_on="the 20 official runs",
+        train_episodes=None,
+        train_wall_s=None,
+    )
     return pd.DataFrame(rows)
 
 
@@ -438,7 +440,7 @@ def _write_within_alphabet_published(group: pd.DataFrame, stem: Path, labels: pd
     display = pd.DataFrame(
         {
             "who": frame["who"],
-            "seed": frame["seed"].map(lambda s: "" if pd.isna(s) else str(int(s))),
+            "seed": frame["seed"].map(_seed_text),
             "error (%)": [
                 f"{e:.2f}" + ("" if pd.isna(h) else f" ± {h:.2f}")
                 for e, h in zip(frame["error_pct"], frame["ci95_pct"])
@@ -449,7 +451,6 @@ def _write_within_alphabet_published(group: pd.DataFrame, stem: Path, labels: pd
             ),
         }
     )
-    sources = sorted({s for s in frame["source"] if s != "this run"})
     _write_table(
         stem.with_name(f"{stem.name}-published"),
         display,
@@ -459,7 +460,7 @@ def _write_within_alphabet_published(group: pd.DataFrame, stem: Path, labels: pd
         "Lake et al. published for their 20 official runs (20 items each, the same task). The "
         "episodes differ, so the comparison is of the task, not of identical trials; "
         "`--test-runs` adds the official runs themselves.",
-        "Sources:\n" + "".join(f"- {source}\n" for source in sources),
+        _sources_footer(frame),
     )
 
 
@@ -471,14 +472,13 @@ def _write_official_runs(group: pd.DataFrame, stem: Path, labels: pd.Series) -> 
         {
             "who": frame["who"],
             "trained for": frame["trained_for"],
-            "seed": frame["seed"].map(lambda s: "" if pd.isna(s) else str(int(s))),
+            "seed": frame["seed"].map(_seed_text),
             "error (%) over the 20 runs": frame["error_pct"].map(lambda e: f"{e:.1f}"),
             "worst run (%)": frame["worst_run_error_pct"].map(
                 lambda e: "" if pd.isna(e) else f"{e:.0f}"
             ),
         }
     )
-    sources = sorted({s for s in frame["source"] if s != "this run"})
     _write_table(
         stem.with_name(f"{stem.name}-official-runs"),
         display,
@@ -486,7 +486,7 @@ def _write_official_runs(group: pd.DataFrame, stem: Path, labels: pd.Series) -> 
         "Error rate on Lake et al.'s 20 official within-alphabet 20-way one-shot runs of Omniglot "
         "(20 test items each; every model of this table, whatever setting it was trained for), "
         "next to the published figures.",
-        "Sources:\n" + "".join(f"- {source}\n" for source in sources),
+        _sources_footer(frame),
     )
 
 
