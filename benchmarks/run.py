@@ -151,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="method options, e.g. relnet.relation=mlp matchnet.fce=true",
     )
     add(
+        "--train",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="override fields of each recipe's training (methods.recipes.TrainConfig), e.g. "
+        "n_query=5 lr_step=3000; the records' identities follow; see --dry-run for the result",
+    )
+    add(
         "--time-budget",
         type=float,
         metavar="SECONDS",

@@ -20,6 +20,7 @@ from benchmarks.experiment.presets import preset, with_overrides
 from datasets import EPISODE_PROTOCOLS
 from datasets.registry import check_scheme, dataset_spec
 from methods import BACKBONE_NAMES, available_methods, build_options, method_class
+from methods.recipes import Recipe, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class RunConfig:
     out: str = "runs"
     reference: str = "results"
     options: tuple[str, ...] = ()
+    train: tuple[str, ...] = ()
     time_budget: float | None = None
     precision: str = "fp32"
     episodes: str = "random"
@@ -227,6 +229,60 @@ def method_options(config: RunConfig, methods: list[str]) -> dict[str, dict[str,
     }
 
 
+#: Recipe fields that ``--train`` may set, by the type its values are read as.
+_TRAIN_FIELD_TYPES: dict[str, type] = {
+    f.name: (int if "int" in str(f.type) else float)
+    for f in dataclasses.fields(TrainConfig)
+    if f.name not in ("protocol", "time_budget_s")
+}
+
+
+def train_overrides(config: RunConfig) -> dict[str, Any]:
+    """``KEY=VALUE`` strings of ``--train`` -> typed :class:`~methods.recipes.TrainConfig` fields.
+
+    ``none`` clears a field that may be unset (``grad_clip``, ``val_n_way``, ...); a whole-number
+    field refuses ``2.5``. The fields with flags of their own (``--train-episodes``,
+    ``--val-episodes``, ``--time-budget``) are set here too, but their flags win.
+
+    Raises:
+        UsageError: a malformed item, an unknown field (the error lists the valid ones) or a
+            value of the wrong type.
+    """
+    overrides: dict[str, Any] = {}
+    for item in config.train:
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise UsageError(f"--train {item!r} must look like KEY=VALUE, e.g. n_query=5")
+        if key not in _TRAIN_FIELD_TYPES:
+            raise UsageError(
+                f"--train {item!r}: {key!r} is not a training field; valid: "
+                f"{', '.join(_TRAIN_FIELD_TYPES)}"
+            )
+        kind = _TRAIN_FIELD_TYPES[key]
+        if value.lower() == "none":
+            overrides[key] = None
+            continue
+        try:
+            overrides[key] = kind(value)
+        except ValueError:
+            expected = "a whole number" if kind is int else "a number"
+            raise UsageError(f"--train {item!r}: {key} must be {expected}") from None
+    return overrides
+
+
+def _with_train_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
+    """``recipe`` with its training fields replaced; a combination the recipe refuses (e.g.
+    ``val_n_way`` without ``val_n_query``) is a usage error."""
+    if not overrides:
+        return recipe
+    try:
+        return dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, **overrides))
+    except (TypeError, ValueError) as error:
+        raise UsageError(
+            f"--train {' '.join(f'{k}={v}' for k, v in overrides.items())}: {error}"
+        ) from error
+
+
 def plan_cells(config: RunConfig, device: str) -> list[Cell]:
     """Check the configuration and expand it into cells (no data is loaded)."""
     config = checked_config(config)
@@ -234,6 +290,7 @@ def plan_cells(config: RunConfig, device: str) -> list[Cell]:
     for method in methods:
         method_class(method)
     options = method_options(config, methods)
+    training = train_overrides(config)
     recipes = preset(config.preset)
     spec = dataset_spec(config.dataset)
     split = config.split or spec.default_scheme
@@ -251,6 +308,7 @@ def plan_cells(config: RunConfig, device: str) -> list[Cell]:
                     )
                     recipe = dataclasses.replace(recipe, backbone=config.backbone, options=adapted)
                 recipe = dataclasses.replace(recipe, options={**recipe.options, **options[method]})
+                recipe = _with_train_overrides(recipe, training)
                 recipe = with_overrides(
                     recipe,
                     episodes=config.train_episodes,

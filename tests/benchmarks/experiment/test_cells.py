@@ -100,6 +100,11 @@ def test_record_identities_survive_new_optional_training_fields():
         ),
         (RunConfig(shots=(0,)), "--shots must be a number >= 1, got 0"),
         (RunConfig(val_episodes=0), "--val-episodes must be a number >= 1, got 0"),
+        (RunConfig(train=("n_query",)), "must look like KEY=VALUE"),
+        (RunConfig(train=("n_qury=5",)), "'n_qury' is not a training field; valid: episodes,"),
+        (RunConfig(train=("n_query=2.5",)), "n_query must be a whole number"),
+        (RunConfig(train=("lr=fast",)), "lr must be a number"),
+        (RunConfig(train=("val_n_way=5",)), "set both val_n_way and val_n_query"),
         (
             RunConfig(backbone="resnet50"),
             "--backbone 'resnet50' is not a backbone; valid: conv4, conv4-relnet, resnet12, resnet18",
@@ -137,6 +142,27 @@ def test_every_spelling_of_an_option_gives_one_configuration():
     ]
     assert {c.config_hash for c in cells} == {cells[0].config_hash}
     assert cells[0].recipe.options == {"learn_temperature": True}
+
+
+def test_training_overrides_change_the_recipe_and_the_identity_and_flags_win():
+    base = plan_cells(RunConfig(methods=("protonet",), shots=(5,)), "cpu")[0]
+    (cell,) = plan_cells(
+        RunConfig(
+            methods=("protonet",),
+            shots=(5,),
+            train=("n_query=7", "lr=2e-3", "episodes=50", "grad_clip=none"),
+            train_episodes=20,
+        ),
+        "cpu",
+    )
+    assert (cell.recipe.train.n_query, cell.recipe.train.lr) == (7, 2e-3)
+    assert cell.recipe.train.episodes == 20  # --train-episodes wins over --train episodes=
+    assert cell.recipe.train.grad_clip is None
+    assert cell.config_hash != base.config_hash
+    original = base.recipe.train
+    assert dataclasses.replace(
+        cell.recipe.train, n_query=original.n_query, lr=original.lr, episodes=original.episodes
+    ) == (original)
 
 
 def test_the_published_recipes_learn_the_matching_network_scale():
