@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -70,6 +71,17 @@ class FewShotSplit:
         c, h, w = self.images.shape[1:]
         return int(c), int(h), int(w)
 
+    def to(self, device: torch.device | str) -> FewShotSplit:
+        """This split with its images in ``device``'s memory; the class indices stay on the host.
+
+        Episodes gathered from the result are built on ``device``: on a GPU, indexing the images
+        and scaling them to float there replaces a host-side copy and conversion of every
+        episode's pixels (on miniImageNet most of a GPU training step) with the same numbers.
+        """
+        if self.images.device == torch.device(device):
+            return self
+        return dataclasses.replace(self, images=self.images.to(device))
+
     def gather(self, class_ids: Tensor, sample_ids: Tensor) -> Tensor:
         """Images of the given classes and samples, as float tensors ready for a model.
 
@@ -78,17 +90,17 @@ class FewShotSplit:
             sample_ids: int64 ``[N, S]``, sample indices within each class.
 
         Returns:
-            float32 ``[N, S, C, H, W]``, scaled to [0, 1], rotated per class and normalised
-            when the split has a mean and std.
+            float32 ``[N, S, C, H, W]`` on the device of the split's images, scaled to [0, 1],
+            rotated per class and normalised when the split has a mean and std.
         """
         flat = self.class_start[class_ids].unsqueeze(1) + sample_ids
-        batch = self.images[flat]  # [N, S, C, H, W] uint8
+        batch = self.images[flat.to(self.images.device)]  # [N, S, C, H, W] uint8
         rotations = self.class_rotation[class_ids]
         if bool((rotations != 0).any()):
             batch = batch.clone()
             for turns in rotations.unique().tolist():
                 if turns:
-                    rows = rotations == turns
+                    rows = (rotations == turns).to(batch.device)
                     batch[rows] = torch.rot90(batch[rows], k=int(turns), dims=(-2, -1))
         return self.as_model_input(batch)
 
@@ -97,7 +109,7 @@ class FewShotSplit:
         [0, 1] and normalised with the split's mean and std when it has them."""
         out = images.float().div_(255.0)
         if self.mean is not None and self.std is not None:
-            mean = torch.tensor(self.mean).view(-1, 1, 1)
-            std = torch.tensor(self.std).view(-1, 1, 1)
+            mean = torch.tensor(self.mean, device=out.device).view(-1, 1, 1)
+            std = torch.tensor(self.std, device=out.device).view(-1, 1, 1)
             out = out.sub_(mean).div_(std)
         return out

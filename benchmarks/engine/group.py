@@ -12,7 +12,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.engine.allocator import keep_freed_memory
-from benchmarks.engine.devices import seeded
+from benchmarks.engine.devices import resident_on, seeded
 from benchmarks.engine.environment import environment, peak_memory_mb
 from benchmarks.engine.evaluation import evaluate, official_run_errors
 from benchmarks.engine.training import TrainResult, train
@@ -111,6 +111,7 @@ def compute_group(
         CheckpointMismatchError: ``checkpoint`` does not fit the method; nothing was called.
     """
     allocator = keep_freed_memory()
+    dataset = resident_on(dataset, device)
     first = cells[0]
     method = build_method(first, image_shape).to(device)
     if checkpoint is not None:

@@ -87,6 +87,12 @@ def test_rotated_classes_are_rotated():
             assert image[-1, 0] == 1.0 and image[0, 0] != 1.0
 
 
+def test_a_split_moved_to_its_own_device_is_itself_and_gathers_where_its_images_are():
+    split = numbered_split([2, 2])
+    assert split.to("cpu") is split
+    assert split.gather(torch.tensor([1]), torch.tensor([[0, 1]])).device == split.images.device
+
+
 def test_too_many_ways_is_a_clear_error():
     with pytest.raises(
         ValueError, match=r"n_way=20 exceeds the 16 classes of split 'synthetic/numbered'"

@@ -6,14 +6,19 @@ Skipped where CUDA is not available (CI has no GPU); run on a GPU machine with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 import pytest
 import torch
 
+from benchmarks.engine.devices import resident_on
 from benchmarks.run import main
+from datasets import EpisodeSampler
+from datasets.registry import LoadedDataset
 from methods import Conv4, available_methods, backbone_config, create_method
+from tests.conftest import numbered_split
 from tests.methods.helpers import random_episode
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
@@ -39,6 +44,20 @@ def test_scores_on_the_gpu_equal_the_cpu_scores(method_name, exact_float32):
         on_gpu = method.cuda()(support_x.cuda(), support_y.cuda(), query_x.cuda())
     assert on_gpu.device.type == "cuda"
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=1e-4, atol=1e-5)
+
+
+def test_a_split_held_on_the_gpu_gives_the_same_episodes_built_there():
+    split = numbered_split([3, 3, 3, 3], rotations=[0, 1, 2, 3], side=5)
+    split = dataclasses.replace(split, mean=(0.3,), std=(0.2,))
+    dataset = LoadedDataset("numbered", lambda scheme, name: split, "fingerprint", None)
+    held = resident_on(dataset, torch.device("cuda")).split("any", "train")
+    assert held.images.device.type == "cuda"
+    for index in range(5):
+        on_host = EpisodeSampler(split, 3, 1, 2, seed=0)[index]
+        on_gpu = EpisodeSampler(held, 3, 1, 2, seed=0)[index]
+        assert on_gpu.support_x.device.type == on_gpu.query_x.device.type == "cuda"
+        assert torch.equal(on_gpu.support_x.cpu(), on_host.support_x)
+        assert torch.equal(on_gpu.query_x.cpu(), on_host.query_x)
 
 
 def test_a_run_on_the_gpu_records_gpu_time_and_memory(data_root, omniglot, tmp_path, monkeypatch):

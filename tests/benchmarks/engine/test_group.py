@@ -80,3 +80,10 @@ def test_each_cell_is_handed_over_as_a_typed_record_not_yet_stored():
         assert record.train_episodes == 0 and record.best_val_accuracy is None
         assert record.val_history == [] and record.dataset_matches_official is None
         assert record.params_total == record.params_backbone + record.params_head
+
+
+def test_on_the_cpu_splits_stay_where_the_dataset_holds_them():
+    from benchmarks.engine.devices import resident_on
+
+    dataset = _dataset()
+    assert resident_on(dataset, torch.device("cpu")) is dataset
