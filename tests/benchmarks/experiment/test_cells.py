@@ -258,7 +258,11 @@ def _committed_records() -> list[dict]:
 
     from tests.conftest import REPO
 
-    lines = (REPO / "results" / "omniglot" / "records.jsonl").read_text().splitlines()
+    lines = [
+        line
+        for records in sorted((REPO / "results").glob("*/records.jsonl"))
+        for line in records.read_text().splitlines()
+    ]
     return [json.loads(line) for line in lines if line.strip()]
 
 
@@ -274,9 +278,11 @@ def test_every_committed_record_keeps_its_identity():
             f"{config['method']}.{k}={v}" for k, v in config["recipe"]["options"].items()
         )
         train = config["recipe"]["train"]
+        data = config.get("data")  # read from the record: the plan does not look at the data
         (cell,) = plan_cells(
             RunConfig(
                 methods=(config["method"],),
+                dataset=config["dataset"],
                 split=config["split"],
                 episodes=config.get("episodes", "random"),
                 ways=(config["n_way"],),
@@ -295,7 +301,7 @@ def test_every_committed_record_keeps_its_identity():
         # a few records predate a preset option (matchnet's learned scale): their options are
         # their own, the rest of the recipe must be the preset's
         recipe = dataclasses.replace(cell.recipe, options=config["recipe"]["options"])
-        cell = dataclasses.replace(cell, recipe=recipe)
+        cell = dataclasses.replace(cell, recipe=recipe, data=data)
         assert cell.config() == config, record["config_hash"]
         assert cell.config_hash == record["config_hash"]
 
