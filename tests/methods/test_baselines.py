@@ -42,12 +42,30 @@ def test_test_time_classifiers_are_seeded_and_fit_the_support_set(method):
         assert not torch.equal(other(support_x, support_y, query_x), first)
 
 
-def test_baselinepp_scores_are_scaled_cosines():
+def test_baselinepp_scores_are_scaled_cosines_times_a_learned_class_norm():
     classifier = CosineClassifier(4, 3, cosine_scale(3))
-    features = torch.randn(5, 4)
-    logits = classifier(features)
     assert cosine_scale(3) == 2.0 and cosine_scale(201) == 10.0
-    assert bool((logits.abs() <= 2.0 + 1e-6).all())
+    features = torch.randn(5, 4)
+    norms = classifier.norm.detach()
+    torch.testing.assert_close(norms, classifier.direction.detach().norm(dim=1))
+    bound = 2.0 * norms + 1e-6  # |cos| <= 1
+    assert bool((classifier(features).abs() <= bound).all())
+    before = classifier(features).detach()
+    with torch.no_grad():
+        classifier.norm[1] *= 3.0  # a class's norm scales that class's scores only
+    after = classifier(features).detach()
+    torch.testing.assert_close(after[:, 1], 3.0 * before[:, 1])
+    torch.testing.assert_close(after[:, [0, 2]], before[:, [0, 2]])
+    expected = (
+        2.0
+        * classifier.norm
+        * (
+            torch.nn.functional.normalize(features, dim=1)
+            @ torch.nn.functional.normalize(classifier.direction, dim=1).T
+        )
+    )
+    torch.testing.assert_close(classifier(features), expected.detach())
+    assert {name for name, _ in classifier.named_parameters()} == {"direction", "norm"}
 
 
 def test_simpleshot_without_normalisation_scores_like_protonet():
