@@ -229,12 +229,18 @@ def method_options(config: RunConfig, methods: list[str]) -> dict[str, dict[str,
     }
 
 
-#: Recipe fields that ``--train`` may set, by the type its values are read as.
-_TRAIN_FIELD_TYPES: dict[str, type] = {
-    f.name: (int if "int" in str(f.type) else float)
-    for f in dataclasses.fields(TrainConfig)
-    if f.name not in ("protocol", "time_budget_s")
-}
+def _train_field_types() -> dict[str, type]:
+    """Recipe fields that ``--train`` may set, by the type its values are read as: ``int`` for
+    ``int`` and ``int | None`` fields, else ``float``."""
+    hints = typing.get_type_hints(TrainConfig)
+    return {
+        f.name: int if int in (hints[f.name], *typing.get_args(hints[f.name])) else float
+        for f in dataclasses.fields(TrainConfig)
+        if f.name not in ("protocol", "time_budget_s")
+    }
+
+
+_TRAIN_FIELD_TYPES = _train_field_types()
 
 
 def train_overrides(config: RunConfig) -> dict[str, Any]:
