@@ -191,8 +191,22 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
                 f"executor ray ({options.address or 'a local Ray instance'}): each training run "
                 f"is one task with {options.cpus_per_cell} CPU(s) and {gpus:g} GPU(s), on {device}"
             )
+        resumable = (
+            {}
+            if config.force or session is not None  # only the local executor resumes
+            else {
+                training_hash: episode
+                for training_hash in {c.training_hash for c in cells} - checkpoints
+                if (episode := store.snapshot_episode(training_hash)) is not None
+            }
+        )
         plan = describe_plan(
-            cells, checked.done, checkpoints, CostModel(store.records(), image_shape), how
+            cells,
+            checked.done,
+            checkpoints,
+            CostModel(store.records(), image_shape),
+            how,
+            resumable,
         )
         return ExperimentResult(cells, len(checked.done), plan=plan)
     if session is not None:
@@ -257,9 +271,16 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
                 on_failure,
             )
     except KeyboardInterrupt:
+        snapshots = sorted(store.checkpoints_dir.glob("*.snapshot.pt"))
+        kept = (
+            f"; training continues from its last snapshot ({', '.join(p.name for p in snapshots)} "
+            f"in {store.checkpoints_dir}), not from the start"
+            if snapshots
+            else ""
+        )
         log(
             f"interrupted: the {finished} cell(s) finished in this run are recorded in "
-            f"{store.records_file}; run the same command again to do the rest"
+            f"{store.records_file}; run the same command again to do the rest{kept}"
         )
         _write_tables(out)
         raise

@@ -15,7 +15,7 @@ from benchmarks.engine.allocator import keep_freed_memory
 from benchmarks.engine.devices import resident_on, seeded
 from benchmarks.engine.environment import environment, peak_memory_mb
 from benchmarks.engine.evaluation import evaluate, official_run_errors
-from benchmarks.engine.training import TrainResult, train
+from benchmarks.engine.training import Snapshots, TrainResult, train
 from benchmarks.experiment.cells import Cell
 from benchmarks.records.record import Record
 from datasets import EPISODE_PROTOCOLS, EpisodeSampler, WithinGroupSampler
@@ -98,6 +98,7 @@ def compute_group(
     checkpoint: dict[str, Any] | None,
     on_trained: Callable[[dict[str, Any]], None],
     on_cell: Callable[[Cell, Record, np.ndarray], None],
+    snapshots: Snapshots | None = None,
 ) -> None:
     """Train the model that ``cells`` share (or take it from ``checkpoint``) and test each cell.
 
@@ -105,9 +106,12 @@ def compute_group(
     receives the checkpoint payload (``state_dict`` and ``train_result``) right after training
     (not when ``checkpoint`` was given), and ``on_cell`` each cell's :class:`Record` (not yet
     stored: no ``episodes_file``) and per-episode accuracies as soon as the cell is tested.
+    ``snapshots`` makes the training resumable (see :class:`~benchmarks.engine.training.Snapshots`).
 
     Raises:
         training.NonFiniteLossError: training diverged; ``on_cell`` was not called.
+        training.SnapshotMismatchError: ``snapshots.resume_from`` does not fit; nothing was
+            called.
         CheckpointMismatchError: ``checkpoint`` does not fit the method; nothing was called.
     """
     allocator = keep_freed_memory()
@@ -134,6 +138,7 @@ def compute_group(
             progress=progress,
             description=f"train {first.method}",
             precision=first.precision,
+            snapshots=snapshots,
         )
         on_trained({"state_dict": method.state_dict(), "train_result": asdict(trained)})
         reused = False
@@ -185,6 +190,7 @@ def compute_group(
             train_wall_s=trained.wall_seconds,
             train_stopped_by_budget=trained.stopped_by_budget,
             train_reused_checkpoint=reused,
+            train_resumed_at=trained.resumed_at,
             best_val_accuracy=trained.best_val_accuracy,
             best_val_episode=trained.best_episode,
             val_history=trained.history,

@@ -1,11 +1,14 @@
-"""Method-agnostic episodic training with periodic validation and best-checkpoint selection."""
+"""Method-agnostic episodic training with periodic validation, best-checkpoint selection and
+resumable snapshots."""
 
 from __future__ import annotations
 
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
@@ -20,6 +23,14 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss; the message names the episode."""
 
 
+class SnapshotMismatchError(ValueError):
+    """A training snapshot was taken under another configuration or does not fit the model."""
+
+
+#: Version of the snapshot payload's layout; a snapshot of another version is not resumed.
+SNAPSHOT_FORMAT = 1
+
+
 @dataclass
 class TrainResult:
     """What training did.
@@ -31,6 +42,8 @@ class TrainResult:
         best_episode: episodes trained when that accuracy was measured.
         history: one entry per validation: ``{"episode", "train_loss", "val_accuracy"}``.
         stopped_by_budget: whether ``time_budget_s`` ended training.
+        resumed_at: episodes already trained each time training continued from a snapshot
+            (empty when it ran in one go).
     """
 
     episodes_trained: int = 0
@@ -39,6 +52,27 @@ class TrainResult:
     best_episode: int | None = None
     history: list[dict] = field(default_factory=list)
     stopped_by_budget: bool = False
+    resumed_at: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Snapshots:
+    """Resumable training: where to continue from and where to keep the state.
+
+    A snapshot is the whole training state between two steps (weights, optimiser, schedule, best
+    weights so far, validation history, running loss, RNG state, wall time spent), so training
+    continued from it takes exactly the steps the uninterrupted run would have taken.
+
+    Attributes:
+        resume_from: a payload given earlier to ``save``, or ``None`` to start at episode 0.
+        save: receives the payload after every validation and at least every ``every_s``
+            seconds of training (at a step boundary).
+        every_s: the longest stretch of training between two snapshots, in seconds.
+    """
+
+    resume_from: dict[str, Any] | None
+    save: Callable[[dict[str, Any]], None]
+    every_s: float = 300.0
 
 
 def train(
@@ -50,6 +84,7 @@ def train(
     progress: bool = True,
     description: str = "train",
     precision: str = "fp32",
+    snapshots: Snapshots | None = None,
 ) -> TrainResult:
     """Meta-train ``method`` in place on episodes ``0 .. config.episodes-1`` of ``sampler``.
 
@@ -57,9 +92,14 @@ def train(
     episodes each time) every ``config.val_every`` episodes and at the end, and the weights with
     the best validation accuracy are loaded back before returning. ``precision="bf16"`` runs
     forward passes and losses under bfloat16 autocast (weights and optimiser stay float32).
+    With ``snapshots``, training continues from ``snapshots.resume_from`` (if any) and hands its
+    state to ``snapshots.save`` as it goes; the wall time and the time budget count the earlier
+    part too.
 
     Raises:
         NonFiniteLossError: a loss was NaN or infinite.
+        SnapshotMismatchError: ``snapshots.resume_from`` was taken under another configuration
+            or does not fit ``method``; nothing was trained.
     """
     from tqdm.auto import tqdm
 
@@ -77,6 +117,52 @@ def train(
     best_state = None
     start = time.perf_counter()
     running_loss, running_count = 0.0, 0
+    first = 0
+    if snapshots is not None and snapshots.resume_from is not None:
+        state = snapshots.resume_from
+        _check_snapshot(state, config)
+        try:
+            method.load_state_dict(state["model"])
+            if head is not None:
+                head.load_state_dict(state["head"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as error:
+            raise SnapshotMismatchError(f"it does not fit {method.name}: {error}") from error
+        schedule.load_state_dict(state["schedule"])
+        best_state = state["best_state"]
+        result = TrainResult(**state["result"])
+        result.resumed_at.append(state["episode"])
+        running_loss, running_count = state["running_loss"], state["running_count"]
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        first = state["episode"]
+        start -= result.wall_seconds
+    last_snapshot = time.perf_counter()
+
+    def snapshot(episode: int) -> None:
+        nonlocal last_snapshot
+        if snapshots is None:
+            return
+        result.wall_seconds = time.perf_counter() - start
+        snapshots.save(
+            {
+                "format": SNAPSHOT_FORMAT,
+                "config": asdict(config),
+                "episode": episode,
+                "model": method.state_dict(),
+                "head": None if head is None else head.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "best_state": best_state,
+                "result": asdict(result),
+                "running_loss": running_loss,
+                "running_count": running_count,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            }
+        )
+        last_snapshot = time.perf_counter()
 
     def validate(episode: int) -> None:
         nonlocal best_state, running_loss, running_count
@@ -101,7 +187,14 @@ def train(
             result.best_val_accuracy, result.best_episode = accuracy, episode
             best_state = copy.deepcopy(method.state_dict())
 
-    bar = tqdm(range(config.episodes), desc=description, unit="ep", disable=not progress)
+    bar = tqdm(
+        range(first, config.episodes),
+        desc=description,
+        unit="ep",
+        disable=not progress,
+        initial=first,
+        total=config.episodes,
+    )
     for index in bar:
         if config.time_budget_s is not None and time.perf_counter() - start > config.time_budget_s:
             result.stopped_by_budget = True
@@ -138,6 +231,9 @@ def train(
             )
         if config.val_every and (index + 1) % config.val_every == 0 and index + 1 < config.episodes:
             validate(index + 1)
+            snapshot(index + 1)
+        elif snapshots is not None and time.perf_counter() - last_snapshot >= snapshots.every_s:
+            snapshot(index + 1)
     bar.close()
     if result.episodes_trained and (
         not result.history or result.history[-1]["episode"] != result.episodes_trained
@@ -148,6 +244,23 @@ def train(
     method.on_trained(lambda count: _embed_sample(method, sampler, count, device))
     result.wall_seconds = time.perf_counter() - start
     return result
+
+
+def _check_snapshot(state: dict[str, Any], config: TrainConfig) -> None:
+    """Raise :class:`SnapshotMismatchError` unless ``state`` is a snapshot of training under
+    ``config`` in this version's layout."""
+    if state.get("format") != SNAPSHOT_FORMAT:
+        raise SnapshotMismatchError(
+            f"it has layout {state.get('format')!r}, this version writes {SNAPSHOT_FORMAT}"
+        )
+    if state.get("config") != asdict(config):
+        raise SnapshotMismatchError(
+            f"it was taken under the training configuration {state.get('config')}, not {config}"
+        )
+    if not 0 < state["episode"] <= config.episodes:
+        raise SnapshotMismatchError(
+            f"it is at episode {state['episode']}, outside 1..{config.episodes}"
+        )
 
 
 def _embed_sample(

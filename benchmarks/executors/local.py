@@ -9,11 +9,14 @@ import numpy as np
 import torch
 
 from benchmarks.engine.group import CheckpointMismatchError, compute_group
-from benchmarks.engine.training import NonFiniteLossError
+from benchmarks.engine.training import NonFiniteLossError, SnapshotMismatchError, Snapshots
 from benchmarks.experiment.cells import Cell
 from benchmarks.records.record import Record
 from benchmarks.records.store import RecordStore
 from datasets.registry import LoadedDataset
+
+#: The longest stretch of training between two snapshots of a running training, in seconds.
+SNAPSHOT_EVERY_S = 300.0
 
 
 def run_local(
@@ -60,8 +63,10 @@ def run_group(
 ) -> None:
     """Train the model that ``cells`` share (or load its checkpoint) and record each cell.
 
-    The local executor: the checkpoint is saved as soon as training ends and each record is
-    appended as soon as its cell is tested, then passed, as stored, to ``on_record``.
+    The local executor: training keeps a snapshot in the store as it goes and continues from it
+    when a run of the same cells was interrupted (unless ``force``), the checkpoint is saved as
+    soon as training ends (and the snapshot removed), and each record is appended as soon as its
+    cell is tested, then passed, as stored, to ``on_record``.
 
     Raises:
         training.NonFiniteLossError: training diverged; no cell of the group is recorded.
@@ -70,15 +75,39 @@ def run_group(
 
     def save(payload: dict[str, Any]) -> None:
         store.save_checkpoint(first.training_hash, payload)
+        store.remove_snapshot(first.training_hash)
+
+    def keep_snapshot(payload: dict[str, Any]) -> None:
+        store.save_snapshot(first.training_hash, payload)
 
     def append(cell: Cell, record: Record, accuracies: np.ndarray) -> None:
         on_record(cell, store.append(record, accuracies))
 
-    checkpoint = None if force else store.load_checkpoint(first.training_hash)
-    try:
+    def run(checkpoint: dict[str, Any] | None, resume_from: dict[str, Any] | None) -> None:
+        snapshots = Snapshots(resume_from, keep_snapshot, SNAPSHOT_EVERY_S)
         compute_group(
-            cells, dataset, splits, image_shape, device, progress, checkpoint, save, append
+            cells,
+            dataset,
+            splits,
+            image_shape,
+            device,
+            progress,
+            checkpoint,
+            save,
+            append,
+            snapshots,
         )
-    except CheckpointMismatchError as error:
-        store.discard_checkpoint(first.training_hash, str(error))
-        compute_group(cells, dataset, splits, image_shape, device, progress, None, save, append)
+
+    checkpoint = None if force else store.load_checkpoint(first.training_hash)
+    if checkpoint is not None:
+        try:
+            run(checkpoint, None)
+            return
+        except CheckpointMismatchError as error:
+            store.discard_checkpoint(first.training_hash, str(error))
+    resume_from = None if force else store.load_snapshot(first.training_hash)
+    try:
+        run(None, resume_from)
+    except SnapshotMismatchError as error:
+        store.discard_snapshot(first.training_hash, str(error))
+        run(None, None)

@@ -170,6 +170,7 @@ def describe_plan(
     checkpoints: set[str],
     costs: CostModel,
     header: str,
+    snapshots: dict[str, int] | None = None,
 ) -> str:
     """The dry-run report: every cell with its status and, for pending ones, its cost.
 
@@ -179,6 +180,7 @@ def describe_plan(
         checkpoints: training hashes whose trained model is saved (no training needed).
         costs: the cost model.
         header: a line that says how the run would execute (executor, device, resources).
+        snapshots: training hashes of interrupted trainings, with the episodes already trained.
     """
     pending = [c for c in cells if c.config_hash not in done]
     groups = group_by_training(pending)
@@ -198,7 +200,15 @@ def describe_plan(
             how = "trained model saved, no training"
         else:
             training = costs.training(group[0])
-            how = f"train {group[0].recipe.train.episodes} episodes ~{_duration(training.seconds)} ({training.basis})"
+            episodes = group[0].recipe.train.episodes
+            done_before = (snapshots or {}).get(training_hash, 0)
+            if done_before:
+                left = (episodes - done_before) / episodes
+                training = Estimate(training.seconds * left, training.basis)
+                how = f"continue from a snapshot at episode {done_before} of {episodes}"
+            else:
+                how = f"train {episodes} episodes"
+            how += f" ~{_duration(training.seconds)} ({training.basis})"
         lines.append(f"  training run {training_hash}: {how}")
         run_total = training
         for cell in group:

@@ -2,9 +2,9 @@
 
 A record is written as one JSON line of ``records.jsonl`` (see :mod:`benchmarks.records.store`)
 and read back with :meth:`Record.from_dict`. A line may lack fields: records made before
-``precision`` and ``eval_warmup_episodes`` existed lack those (every other field has been written
-since the first record), and records made by hand (tests) or by other tools may lack any field
-but ``config_hash``. A field a line lacks takes its default (see :func:`defaults`): ``None``, or an
+``precision``, ``eval_warmup_episodes`` and ``train_resumed_at`` existed lack those (every other
+field has been written since the first record), and records made by hand (tests) or by other
+tools may lack any field but ``config_hash``. A field a line lacks takes its default (see :func:`defaults`): ``None``, or an
 empty dict or list for the containers. Keys this class does not know are kept in
 :attr:`Record.extra`, so reading and writing a record never loses anything.
 """
@@ -55,6 +55,8 @@ class Record:
             training that produced the checkpoint when it was reused).
         train_stopped_by_budget: whether the time budget ended training early.
         train_reused_checkpoint: whether the model was loaded from a checkpoint, not trained.
+        train_resumed_at: episodes already trained each time the training continued from a
+            snapshot after an interruption (empty: trained in one go, or made before snapshots).
         best_val_accuracy: best validation accuracy seen (fraction), whose weights were tested;
             ``None`` without validation.
         best_val_episode: training episodes done when ``best_val_accuracy`` was measured;
@@ -136,6 +138,7 @@ class Record:
     train_wall_s: float
     train_stopped_by_budget: bool
     train_reused_checkpoint: bool
+    train_resumed_at: list[int]
     best_val_accuracy: float | None
     best_val_episode: int | None
     val_history: list[dict[str, Any]]
@@ -204,7 +207,8 @@ class Record:
 
 def defaults() -> dict[str, Any]:
     """What each field but ``config_hash`` holds when a stored line lacks it: an empty dict for
-    ``config`` and ``method_options``, an empty list for ``val_history``, else ``None``."""
+    ``config`` and ``method_options``, an empty list for ``val_history`` and
+    ``train_resumed_at``, else ``None``."""
     hints = typing.get_type_hints(Record)
     return {name: _empty(hints[name]) for name in _field_names() if name != "config_hash"}
 

@@ -13,6 +13,10 @@ Layout under ``OUT/<dataset>/``:
 - ``checkpoints/<training_hash>.pt``: trained weights, so that other cells trained the same way
   are evaluated without training again. Not meant to be committed. A checkpoint that cannot be
   used is renamed to ``<training_hash>.pt.damaged`` and its model is trained again.
+- ``checkpoints/<training_hash>.snapshot.pt``: the state of a training still under way (see
+  :class:`~benchmarks.engine.training.Snapshots`), replaced as training goes on and removed when
+  it ends; a run of the same cells continues from it. One that cannot be used is renamed to
+  ``<file>.damaged`` and training starts again.
 - ``.lock``: held (``fcntl.flock``) by the run writing to the folder; it names that run.
 """
 
@@ -215,6 +219,40 @@ class RecordStore:
             self.checkpoint_path(training_hash), lambda stream: torch.save(payload, stream)
         )
 
+    def snapshot_path(self, training_hash: str) -> Path:
+        """Where the state of an unfinished training under ``training_hash`` is kept."""
+        return self.checkpoints_dir / f"{training_hash}.snapshot.pt"
+
+    def save_snapshot(self, training_hash: str, payload: dict[str, Any]) -> None:
+        """Write a training snapshot atomically, replacing the previous one."""
+        self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.snapshot_path(training_hash), lambda stream: torch.save(payload, stream))
+
+    def load_snapshot(self, training_hash: str) -> dict[str, Any] | None:
+        """The saved training snapshot, or None when there is none or it cannot be loaded (then it
+        is moved aside with a warning and training starts again)."""
+        return self._load(self.snapshot_path(training_hash), {"format"}, "trained from the start")
+
+    def snapshot_episode(self, training_hash: str) -> int | None:
+        """Episodes trained when the saved snapshot was taken; None when there is none or it does
+        not load (leaves the file as it is: for reports such as ``--dry-run``)."""
+        path = self.snapshot_path(training_hash)
+        try:
+            payload = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception:  # noqa: BLE001 - missing or damaged: either way no episode to report
+            return None
+        episode = payload.get("episode") if isinstance(payload, dict) else None
+        return episode if isinstance(episode, int) else None
+
+    def discard_snapshot(self, training_hash: str, reason: str) -> None:
+        """Move an unusable snapshot aside to ``<file>.damaged`` and warn; ``reason`` is a clause
+        (``"it was taken under another configuration"``)."""
+        self._move_aside(self.snapshot_path(training_hash), reason, "trained from the start")
+
+    def remove_snapshot(self, training_hash: str) -> None:
+        """Delete the snapshot of a training that has ended (nothing when there is none)."""
+        self.snapshot_path(training_hash).unlink(missing_ok=True)
+
     def load_checkpoint(self, training_hash: str) -> dict[str, Any] | None:
         """The saved payload, or None when there is none or it cannot be used.
 
@@ -222,19 +260,23 @@ class RecordStore:
         ``state_dict`` and ``train_result`` is moved aside with a warning
         (:meth:`discard_checkpoint`), so the model is trained again.
         """
-        path = self.checkpoint_path(training_hash)
+        return self._load(
+            self.checkpoint_path(training_hash), {"state_dict", "train_result"}, "trained again"
+        )
+
+    def _load(self, path: Path, keys: set[str], then: str) -> dict[str, Any] | None:
+        """The dict saved at ``path`` if it has ``keys``; None when there is no file, or when it
+        cannot be used: then it is moved aside and the warning says the model will be ``then``."""
         if not path.exists():
             return None
         try:
             payload = torch.load(path, weights_only=True, map_location="cpu")
         except Exception as error:  # noqa: BLE001 - whatever the damage, the remedy is the same
-            self._move_aside(training_hash, f"it cannot be loaded ({type(error).__name__})")
+            self._move_aside(path, f"it cannot be loaded ({type(error).__name__})", then)
             return None
-        if not isinstance(payload, dict) or not {"state_dict", "train_result"} <= payload.keys():
-            self._move_aside(
-                training_hash,
-                "it holds no 'state_dict' and 'train_result' (not a checkpoint of this suite)",
-            )
+        if not isinstance(payload, dict) or not keys <= payload.keys():
+            named = " and ".join(repr(key) for key in sorted(keys))
+            self._move_aside(path, f"it holds no {named} (not a file of this suite)", then)
             return None
         return payload
 
@@ -247,11 +289,11 @@ class RecordStore:
             training_hash: the checkpoint's training hash.
             reason: why it cannot be used, as a clause (``"it does not fit the model"``).
         """
-        self._move_aside(training_hash, reason)
+        self._move_aside(self.checkpoint_path(training_hash), reason, "trained again")
 
-    def _move_aside(self, training_hash: str, reason: str) -> None:
-        """Body of :meth:`discard_checkpoint`; the warning points at its caller's caller."""
-        path = self.checkpoint_path(training_hash)
+    def _move_aside(self, path: Path, reason: str, then: str) -> None:
+        """Rename ``path`` to ``<path>.damaged`` and warn that the model will be ``then``; the
+        warning points at its caller's caller."""
         damaged = path.with_name(path.name + DAMAGED_SUFFIX)
         try:
             os.replace(path, damaged)
@@ -259,8 +301,7 @@ class RecordStore:
         except OSError as error:
             moved = f"it could not be moved aside ({error.strerror or error})"
         warnings.warn(
-            f"checkpoint {path} is not usable: {reason}; {moved} and the model will be trained "
-            "again",
+            f"checkpoint {path} is not usable: {reason}; {moved} and the model will be {then}",
             stacklevel=3,
         )
 

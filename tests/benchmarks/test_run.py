@@ -576,3 +576,39 @@ def test_lake_runs_test_within_alphabets_and_on_the_official_runs(run, tmp_path)
     assert table.loc["people", "error_pct"] == 4.5
     assert table.loc["Siamese ConvNet", "evaluated_on"] == "the 20 official runs"
     assert "Koch, Zemel & Salakhutdinov" in published.with_suffix(".md").read_text()
+
+
+def test_an_interrupted_training_continues_from_its_snapshot_to_the_same_record(
+    run, tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C during training keeps a snapshot; the same command continues from it and records
+    exactly what an uninterrupted run records, saying where it resumed."""
+    from benchmarks.executors import local
+    from benchmarks.records.store import RecordStore
+
+    flags = ("--methods", "protonet", "--shots", "1", "--train-episodes", "6")
+    flags += ("--test-episodes", "3")
+    monkeypatch.setattr(local, "SNAPSHOT_EVERY_S", 0.0)  # a snapshot after every step
+    save_snapshot = RecordStore.save_snapshot
+
+    def interrupt_after_the_third(store, training_hash, payload):
+        save_snapshot(store, training_hash, payload)
+        if payload["episode"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RecordStore, "save_snapshot", interrupt_after_the_third)
+    assert run(*flags) == 130
+    assert "training continues from its last snapshot" in capsys.readouterr().err
+    assert _records(tmp_path) == []
+    assert run(*flags, "--dry-run") == 0
+    assert "continue from a snapshot at episode 3 of 6" in capsys.readouterr().out
+    monkeypatch.setattr(RecordStore, "save_snapshot", save_snapshot)
+    assert run(*flags) == 0
+    (resumed,) = _records(tmp_path)
+    assert resumed["train_resumed_at"] == [3] and resumed["train_episodes"] == 6
+    assert not list((tmp_path / "out" / "omniglot" / "checkpoints").glob("*.snapshot.pt"))
+    assert main(["--out", str(tmp_path / "whole"), "--quiet", "--device", "cpu", *flags]) == 0
+    whole = json.loads((tmp_path / "whole" / "omniglot" / "records.jsonl").read_text())
+    assert whole["train_resumed_at"] == []
+    for key in ("config_hash", "accuracy", "val_history", "best_val_accuracy"):
+        assert resumed[key] == whole[key], key

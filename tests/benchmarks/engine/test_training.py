@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import pytest
 import torch
 
 from benchmarks.engine.devices import seeded
 from benchmarks.engine.evaluation import evaluate
-from benchmarks.engine.training import NonFiniteLossError, train
+from benchmarks.engine.training import (
+    NonFiniteLossError,
+    SnapshotMismatchError,
+    Snapshots,
+    train,
+)
 from datasets import EpisodeSampler, FewShotSplit
 from datasets.omniglot import omniglot_split
 from methods import Conv4, backbone_config, create_method
@@ -180,3 +188,70 @@ def test_classification_batches_are_seeded_and_labelled_with_their_classes():
     assert not torch.equal(batches[1][1], labels) or not torch.equal(batches[1][0], images)
     with pytest.raises(ValueError, match=r"batch_size must lie in 1\.\.12"):
         ClassificationBatches(split, 13)
+
+
+def _snapshotted_training(method_name: str, config: TrainConfig, resume_from=None):
+    """Train a fresh seeded ``method_name`` on the small split with a snapshot after every step;
+    ``(model, result, snapshots)``, each snapshot a deep copy taken when it was handed over."""
+    split = _small_split()
+    with seeded(0):
+        model = create_method(method_name, Conv4(1, backbone_config("conv4")))
+    taken: list[dict] = []
+    result = train(
+        model,
+        EpisodeSampler(split, 3, 1, 2, 0, "train"),
+        config,
+        CPU,
+        val_sampler=EpisodeSampler(split, 3, 1, 2, 0, "val"),
+        progress=False,
+        snapshots=Snapshots(resume_from, lambda state: taken.append(copy.deepcopy(state)), 0.0),
+    )
+    return model, result, taken
+
+
+@pytest.mark.parametrize("method_name, protocol", [("protonet", None), ("baseline", 8)])
+def test_training_continued_from_a_snapshot_takes_exactly_the_steps_of_one_run(
+    method_name, protocol
+):
+    """A snapshot between two validations (a running loss under way) and one right after a
+    validation both lead to the weights, history and best episode of the uninterrupted run."""
+    config = TrainConfig(
+        episodes=7,
+        n_way=3,
+        k_shot=1,
+        n_query=2,
+        val_every=3,
+        val_episodes=3,
+        **({"protocol": "classification", "batch_size": protocol} if protocol else {}),
+    )
+    whole, whole_result, taken = _snapshotted_training(method_name, config)
+    assert [state["episode"] for state in taken] == [1, 2, 3, 4, 5, 6, 7]
+    for at in (2, 3):
+        resumed, result, _ = _snapshotted_training(method_name, config, taken[at - 1])
+        assert result.resumed_at == [at]
+        assert result.episodes_trained == 7
+        assert result.history == whole_result.history
+        assert result.best_episode == whole_result.best_episode
+        for name, value in whole.state_dict().items():
+            assert torch.equal(resumed.state_dict()[name], value), name
+    assert whole_result.resumed_at == []
+
+
+def test_a_snapshot_of_another_training_configuration_is_refused():
+    config = TrainConfig(episodes=4, n_way=3, k_shot=1, n_query=2, val_every=2, val_episodes=2)
+    _, _, taken = _snapshotted_training("protonet", config)
+    longer = dataclasses.replace(config, episodes=8)
+    with pytest.raises(SnapshotMismatchError, match="taken under the training configuration"):
+        _snapshotted_training("protonet", longer, taken[0])
+    with pytest.raises(SnapshotMismatchError, match="layout"):
+        _snapshotted_training("protonet", config, {**taken[0], "format": 0})
+    with pytest.raises(SnapshotMismatchError, match="does not fit relnet"):
+        _snapshotted_training("relnet", config, taken[0])
+
+
+def test_the_time_spent_before_an_interruption_counts_toward_the_wall_time():
+    config = TrainConfig(episodes=3, n_way=3, k_shot=1, n_query=2, val_every=0)
+    _, _, taken = _snapshotted_training("protonet", config)
+    earlier = {**taken[0], "result": {**taken[0]["result"], "wall_seconds": 1000.0}}
+    _, result, _ = _snapshotted_training("protonet", config, earlier)
+    assert 1000.0 < result.wall_seconds < 1100.0

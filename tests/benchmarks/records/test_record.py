@@ -36,7 +36,13 @@ def test_every_committed_record_reads_back_with_nothing_lost_or_changed():
 
 def test_a_missing_field_defaults_to_none_or_an_empty_container_but_config_hash_is_needed():
     expected = {name: None for name in STORED_FIELDS - {"config_hash"}}
-    assert defaults() == {**expected, "config": {}, "method_options": {}, "val_history": []}
+    assert defaults() == {
+        **expected,
+        "config": {},
+        "method_options": {},
+        "val_history": [],
+        "train_resumed_at": [],
+    }
     assert Record.from_dict({"config_hash": "abc"}).as_dict() == {
         "config_hash": "abc",
         **defaults(),

@@ -274,3 +274,39 @@ def test_a_checkpoint_the_model_rejects_can_be_discarded(tmp_path):
         store.discard_checkpoint("x", "it does not fit the model")
     assert store.load_checkpoint("x") is None
     assert (tmp_path / "checkpoints" / "x.pt.damaged").exists()
+
+
+def test_a_training_snapshot_is_kept_beside_the_checkpoints_until_training_ends(tmp_path):
+    store = RecordStore(tmp_path)
+    assert store.load_snapshot("x") is None
+    store.save_snapshot("x", {"format": 1, "episode": 3, "model": {"w": torch.ones(2)}})
+    assert store.snapshot_path("x") == store.checkpoints_dir / "x.snapshot.pt"
+    loaded = store.load_snapshot("x")
+    assert (
+        loaded is not None
+        and loaded["episode"] == 3
+        and torch.equal(loaded["model"]["w"], torch.ones(2))
+    )
+    assert store.load_checkpoint("x") is None  # a snapshot is no trained model
+    store.remove_snapshot("x")
+    assert not store.snapshot_path("x").exists() and store.load_snapshot("x") is None
+    store.remove_snapshot("x")  # nothing to remove is no error
+
+
+@pytest.mark.parametrize("content", ["truncated", "not-a-snapshot"])
+def test_a_damaged_snapshot_is_moved_aside_and_training_starts_again(tmp_path, content):
+    store = RecordStore(tmp_path)
+    path = store.snapshot_path("x")
+    store.save_snapshot("x", {"format": 1, "model": {"w": torch.ones(64)}})
+    if content == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        store.save_snapshot("x", {"weights": torch.ones(2)})
+    with pytest.warns(UserWarning, match="trained from the start") as caught:
+        assert store.load_snapshot("x") is None
+    assert f"checkpoint {path} is not usable" in str(caught[0].message)
+    assert not path.exists() and path.with_name("x.snapshot.pt.damaged").exists()
+    store.save_snapshot("x", {"format": 1})
+    with pytest.warns(UserWarning, match="taken under another configuration; it was moved aside"):
+        store.discard_snapshot("x", "it was taken under another configuration")
+    assert store.load_snapshot("x") is None
