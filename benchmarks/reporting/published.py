@@ -1,6 +1,7 @@
 """Published accuracies of the three methods (Omniglot, Vinyals split; miniImageNet, Ravi &
-Larochelle split), with their sources, and the numbers of re-implementations users compare
-against (Chen et al. 2019, mmfewshot) on miniImageNet."""
+Larochelle split) and of Chen et al.'s classification baselines (miniImageNet), with their
+sources, and the numbers of re-implementations users compare against (Chen et al. 2019,
+mmfewshot) on miniImageNet."""
 
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ _MATCHNET_MINI = (
     "Ravi & Larochelle, Optimization as a Model for Few-Shot Learning, ICLR 2017, Table 1 "
     "(Matching Networks with FCE, their re-run)"
 )
+_CHEN_MINI = (
+    "Chen et al., A Closer Look at Few-shot Classification, ICLR 2019, Table A5 (Conv-4, with "
+    "data augmentation, 400 epochs of classification training)"
+)
 
 #: (method, dataset, split, n_way, k_shot) -> published result.
 PUBLISHED: dict[tuple[str, str, str, int, int], Published] = {
@@ -56,6 +61,10 @@ PUBLISHED: dict[tuple[str, str, str, int, int], Published] = {
     ("protonet", "mini-imagenet", "standard", 5, 5): Published(68.20, 0.66, _PROTONET_MINI),
     ("matchnet", "mini-imagenet", "standard", 5, 1): Published(43.56, 0.84, _MATCHNET_MINI),
     ("matchnet", "mini-imagenet", "standard", 5, 5): Published(55.31, 0.73, _MATCHNET_MINI),
+    ("baseline", "mini-imagenet", "standard", 5, 1): Published(42.11, None, _CHEN_MINI),
+    ("baseline", "mini-imagenet", "standard", 5, 5): Published(62.53, None, _CHEN_MINI),
+    ("baselinepp", "mini-imagenet", "standard", 5, 1): Published(48.24, None, _CHEN_MINI),
+    ("baselinepp", "mini-imagenet", "standard", 5, 5): Published(66.43, None, _CHEN_MINI),
 }
 
 
