@@ -271,7 +271,11 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
                 on_failure,
             )
     except KeyboardInterrupt:
-        snapshots = sorted(store.checkpoints_dir.glob("*.snapshot.pt"))
+        snapshots = sorted(
+            path
+            for path in map(store.snapshot_path, {c.training_hash for c in pending})
+            if path.exists()
+        )
         kept = (
             f"; training continues from its last snapshot ({', '.join(p.name for p in snapshots)} "
             f"in {store.checkpoints_dir}), not from the start"

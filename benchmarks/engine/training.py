@@ -72,7 +72,7 @@ class Snapshots:
 
     resume_from: dict[str, Any] | None
     save: Callable[[dict[str, Any]], None]
-    every_s: float = 300.0
+    every_s: float
 
 
 def train(

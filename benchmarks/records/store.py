@@ -236,9 +236,8 @@ class RecordStore:
     def snapshot_episode(self, training_hash: str) -> int | None:
         """Episodes trained when the saved snapshot was taken; None when there is none or it does
         not load (leaves the file as it is: for reports such as ``--dry-run``)."""
-        path = self.snapshot_path(training_hash)
         try:
-            payload = torch.load(path, weights_only=True, map_location="cpu")
+            payload = _read_weights(self.snapshot_path(training_hash))
         except Exception:  # noqa: BLE001 - missing or damaged: either way no episode to report
             return None
         episode = payload.get("episode") if isinstance(payload, dict) else None
@@ -270,7 +269,7 @@ class RecordStore:
         if not path.exists():
             return None
         try:
-            payload = torch.load(path, weights_only=True, map_location="cpu")
+            payload = _read_weights(path)
         except Exception as error:  # noqa: BLE001 - whatever the damage, the remedy is the same
             self._move_aside(path, f"it cannot be loaded ({type(error).__name__})", then)
             return None
@@ -410,3 +409,8 @@ def _read_holder(lock_file: Path) -> dict[str, Any] | None:
         return _parse_record(lock_file.read_bytes().strip())
     except OSError:
         return None
+
+
+def _read_weights(path: Path) -> Any:
+    """What ``torch.save`` wrote to ``path``, loaded on the CPU with weights only (no code runs)."""
+    return torch.load(path, weights_only=True, map_location="cpu")

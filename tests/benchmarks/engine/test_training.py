@@ -59,18 +59,20 @@ def _small_split():
     return split.__class__(**{**split.__dict__, "images": images.to(torch.uint8)})
 
 
+def _train_validated(model, config: TrainConfig, **options):
+    """Train ``model`` on 3-way 1-shot 2-query episodes of the small split, validated on its own
+    episodes of the same shape; the :class:`TrainResult`."""
+    split = _small_split()
+    train_episodes = EpisodeSampler(split, 3, 1, 2, 0, "train")
+    val_episodes = EpisodeSampler(split, 3, 1, 2, 0, "val")
+    return train(model, train_episodes, config, CPU, val_episodes, progress=False, **options)
+
+
 def test_best_validation_checkpoint_is_restored():
     split = _small_split()
     model = _small_protonet()
     config = TrainConfig(episodes=6, n_way=3, k_shot=1, n_query=2, val_every=2, val_episodes=4)
-    result = train(
-        model,
-        EpisodeSampler(split, 3, 1, 2, 0, "train"),
-        config,
-        CPU,
-        val_sampler=EpisodeSampler(split, 3, 1, 2, 0, "val"),
-        progress=False,
-    )
+    result = _train_validated(model, config)
     assert [h["episode"] for h in result.history] == [2, 4, 6]
     best = max(h["val_accuracy"] for h in result.history)
     assert result.best_val_accuracy == best
@@ -193,20 +195,11 @@ def test_classification_batches_are_seeded_and_labelled_with_their_classes():
 def _snapshotted_training(method_name: str, config: TrainConfig, resume_from=None):
     """Train a fresh seeded ``method_name`` on the small split with a snapshot after every step;
     ``(model, result, snapshots)``, each snapshot a deep copy taken when it was handed over."""
-    split = _small_split()
     with seeded(0):
         model = create_method(method_name, Conv4(1, backbone_config("conv4")))
     taken: list[dict] = []
-    result = train(
-        model,
-        EpisodeSampler(split, 3, 1, 2, 0, "train"),
-        config,
-        CPU,
-        val_sampler=EpisodeSampler(split, 3, 1, 2, 0, "val"),
-        progress=False,
-        snapshots=Snapshots(resume_from, lambda state: taken.append(copy.deepcopy(state)), 0.0),
-    )
-    return model, result, taken
+    keep = Snapshots(resume_from, lambda state: taken.append(copy.deepcopy(state)), every_s=0.0)
+    return model, _train_validated(model, config, snapshots=keep), taken
 
 
 @pytest.mark.parametrize("method_name, protocol", [("protonet", None), ("baseline", 8)])
