@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.engine.devices import resolve_device
+from benchmarks.engine.devices import precision_warning, resolve_device
 from benchmarks.engine.group import samplers
 from benchmarks.executors.faults import Fault
 from benchmarks.executors.local import run_local
@@ -146,6 +146,8 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
         Fault.from_environment()  # a malformed testing hook fails here, not in the sweep
     else:
         device = resolve_device(config.device)
+    if (slow := precision_warning(device, config.precision)) is not None:
+        log(f"warning: {slow}")
     cells = plan_cells(config, str(device))
     out = Path(config.out)
     store = RecordStore(out / config.dataset)

@@ -95,6 +95,29 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: every CUDA device this code runs on, and
+    a CPU with AVX512-BF16 or AMX (oneDNN's test); on other CPUs bfloat16 is emulated."""
+    if device.type == "cuda":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
+
+
+def precision_warning(device: torch.device, precision: str) -> str | None:
+    """Why ``precision`` will likely be slower than fp32 on ``device``, or ``None``."""
+    if precision != "bf16" or native_bf16(device):
+        return None
+    return (
+        f"--precision bf16 on {cpu_model()}, a CPU without native bfloat16 (AVX512-BF16 or "
+        "AMX): bfloat16 is emulated there and a training step is usually several times slower "
+        "than in fp32; drop --precision bf16 unless you measured otherwise (python -m "
+        "benchmarks.speedups)"
+    )
+
+
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Seed torch's global generators inside the block and restore them afterwards.

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
+from benchmarks.engine.devices import native_bf16
 from benchmarks.records import Record
 from benchmarks.run import main
 from methods import register_method
@@ -268,7 +270,10 @@ def test_bf16_precision_is_recorded_and_labelled(run, tmp_path, capsys):
     (record,) = _records(tmp_path)
     assert record["precision"] == "bf16" and record["config"]["precision"] == "bf16"
     assert 0.0 <= record["accuracy"] <= 1.0
-    assert "| protonet [bf16]" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "| protonet [bf16]" in captured.out
+    emulated = not native_bf16(torch.device("cpu"))
+    assert ("a CPU without native bfloat16" in captured.err) is emulated
 
 
 def test_unknown_precision_is_rejected(capsys):
