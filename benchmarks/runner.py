@@ -146,8 +146,9 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
         Fault.from_environment()  # a malformed testing hook fails here, not in the sweep
     else:
         device = resolve_device(config.device)
-    if (slow := precision_warning(device, config.precision)) is not None:
-        log(f"warning: {slow}")
+        # Only here is the hardware known: Ray's tasks may run on other machines.
+        if (slow := precision_warning(device, config.precision)) is not None:
+            log(f"warning: {slow}")
     cells = plan_cells(config, str(device))
     out = Path(config.out)
     store = RecordStore(out / config.dataset)

@@ -5,8 +5,8 @@ and read back with :meth:`Record.from_dict`. A line may lack fields: records mad
 ``precision``, ``eval_warmup_episodes`` and ``train_resumed_at`` existed lack those (every other
 field has been written since the first record), and records made by hand (tests) or by other
 tools may lack any field but ``config_hash``. A field a line lacks takes its default (see
-:func:`defaults`): ``None``, or an empty dict or list for the containers. Keys this class does not know are kept in
-:attr:`Record.extra`, so reading and writing a record never loses anything.
+:func:`defaults`): ``None``, or an empty dict or list for the containers. Keys this class does
+not know are kept in :attr:`Record.extra`, so reading and writing a record never loses anything.
 """
 
 from __future__ import annotations

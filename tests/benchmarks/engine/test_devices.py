@@ -26,6 +26,11 @@ def test_bf16_where_it_is_native_and_fp32_anywhere_are_not_warned_about(monkeypa
     assert precision_warning(CPU, "fp32") is None
 
 
-def test_native_bf16_follows_onednn_on_the_cpu_and_is_true_on_cuda(monkeypatch):
+def test_native_bf16_is_true_on_cuda_and_false_where_torch_cannot_tell(monkeypatch):
     assert native_bf16(torch.device("cuda")) is True
-    assert native_bf16(CPU) is bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+    class WithoutOneDNN:
+        """``torch.ops.mkldnn`` of a build without oneDNN: it has no such operator."""
+
+    monkeypatch.setattr(torch.ops, "mkldnn", WithoutOneDNN())
+    assert native_bf16(CPU) is False
