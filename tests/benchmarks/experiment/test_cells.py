@@ -306,6 +306,30 @@ def test_every_committed_record_keeps_its_identity():
         assert cell.config_hash == record["config_hash"]
 
 
+def test_the_long_protonet_run_is_the_paper_cpu_recipe_with_a_longer_schedule():
+    """The committed long miniImageNet ProtoNet run (``results/long-run/``) is what its README
+    paragraph says: the ``paper-cpu`` 5-way 5-shot recipe with 7,000 episodes, the rate halved
+    every 2,500 and a 6,000 s budget; nothing else about the recipe differs."""
+    import json
+
+    from tests.conftest import REPO
+
+    lines = (REPO / "results/long-run/mini-imagenet/records.jsonl").read_text().splitlines()
+    (record,) = [json.loads(line) for line in lines if line.strip()]
+    run = RunConfig(methods=("protonet",), dataset="mini-imagenet", shots=(5,), preset="paper-cpu")
+    (short,) = plan_cells(run, "cpu")
+    (long,) = plan_cells(
+        dataclasses.replace(run, train_episodes=7000, train=("lr_step=2500",), time_budget=6000.0),
+        "cpu",
+    )
+    long = dataclasses.replace(long, data=record["config"].get("data"))
+    assert long.config_hash == record["config_hash"]
+    assert long.recipe.train == dataclasses.replace(
+        short.recipe.train, episodes=7000, lr_step=2500, time_budget_s=6000.0
+    )
+    assert long.recipe.options == short.recipe.options
+
+
 def test_backbone_replaces_every_recipes_own_and_is_part_of_the_identity():
     own = plan_cells(RunConfig(methods=("relnet", "protonet"), shots=(1,)), "cpu")
     deep = plan_cells(
