@@ -253,14 +253,15 @@ def test_repeated_ways_shots_and_seeds_are_merged():
     assert len(cells) == 1
 
 
-def _committed_records() -> list[dict]:
+def _committed_records(pattern: str = "*/records.jsonl") -> list[dict]:
+    """The records of the committed ``results/<pattern>`` files (every dataset's by default)."""
     import json
 
     from tests.conftest import REPO
 
     lines = [
         line
-        for records in sorted((REPO / "results").glob("*/records.jsonl"))
+        for records in sorted((REPO / "results").glob(pattern))
         for line in records.read_text().splitlines()
     ]
     return [json.loads(line) for line in lines if line.strip()]
@@ -310,12 +311,7 @@ def test_the_long_protonet_run_is_the_paper_cpu_recipe_with_a_longer_schedule():
     """The committed long miniImageNet ProtoNet run (``results/long-run/``) is what its README
     paragraph says: the ``paper-cpu`` 5-way 5-shot recipe with 7,000 episodes, the rate halved
     every 2,500 and a 6,000 s budget; nothing else about the recipe differs."""
-    import json
-
-    from tests.conftest import REPO
-
-    lines = (REPO / "results/long-run/mini-imagenet/records.jsonl").read_text().splitlines()
-    (record,) = [json.loads(line) for line in lines if line.strip()]
+    (record,) = _committed_records("long-run/mini-imagenet/records.jsonl")
     run = RunConfig(methods=("protonet",), dataset="mini-imagenet", shots=(5,), preset="paper-cpu")
     (short,) = plan_cells(run, "cpu")
     (long,) = plan_cells(
