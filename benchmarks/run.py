@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmarks.experiment.config import (
     EXECUTORS,
-    PRECISIONS,
+    PRECISION_CHOICES,
     RunConfig,
     checked_config,
     read_config_file,
@@ -165,8 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--precision",
-        choices=PRECISIONS,
-        help="fp32 (default) or bf16 autocast for training and testing",
+        choices=PRECISION_CHOICES,
+        help="fp32 (default), bf16 autocast for training and testing, or auto: bf16 where the "
+        "device computes bfloat16 natively (CUDA Ampere+, CPUs with AVX512-BF16 or AMX), else "
+        "fp32; records say which ran",
     )
     add(
         "--config",

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.engine.devices import precision_warning, resolve_device
+from benchmarks.engine.devices import precision_warning, resolve_device, resolve_precision
 from benchmarks.engine.group import samplers
 from benchmarks.executors.faults import Fault
 from benchmarks.executors.local import run_local
@@ -135,6 +135,18 @@ def run_experiment(config: RunConfig) -> ExperimentResult:
         return _run(config, resources)
 
 
+def with_precision(config: RunConfig, device: torch.device) -> RunConfig:
+    """``config`` with ``--precision auto`` resolved for ``device`` (on Ray: the device the
+    driver resolved, which the cells' hardware is assumed to share)."""
+    if config.precision != "auto":
+        return config
+    try:
+        precision = resolve_precision(config.precision, device)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    return dataclasses.replace(config, precision=precision)
+
+
 def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult:
     options = ray_options(config)
     session = None
@@ -146,9 +158,11 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
         Fault.from_environment()  # a malformed testing hook fails here, not in the sweep
     else:
         device = resolve_device(config.device)
-        # Only here is the hardware known: Ray's tasks may run on other machines.
-        if (slow := precision_warning(device, config.precision)) is not None:
-            log(f"warning: {slow}")
+    config = with_precision(config, device)
+    # Only here is the hardware known: Ray's tasks may run on other machines.
+    slow = precision_warning(device, config.precision)
+    if config.executor == "local" and slow is not None:
+        log(f"warning: {slow}")
     cells = plan_cells(config, str(device))
     out = Path(config.out)
     store = RecordStore(out / config.dataset)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .augment import augment_seed, augmentation
 from .store import FewShotSplit
 
 
@@ -60,6 +61,8 @@ class EpisodeSampler:
         seed: the experiment seed.
         stream: a name that separates independent episode streams over the same split
             (``"train"``, ``"val"``, ``"test"``).
+        augment: the name of an augmentation policy (``datasets.augment.POLICIES``) applied to
+            every image of an episode, seeded by the episode, or ``None`` (the default).
 
     Raises:
         ValueError: when the split has fewer than ``n_way`` classes or some class has fewer
@@ -74,6 +77,7 @@ class EpisodeSampler:
         n_query: int,
         seed: int = 0,
         stream: str = "test",
+        augment: str | None = None,
     ) -> None:
         for label, value in (("n_way", n_way), ("k_shot", k_shot), ("n_query", n_query)):
             if int(value) < 1:
@@ -97,6 +101,8 @@ class EpisodeSampler:
         self.n_query = int(n_query)
         self.seed = int(seed)
         self.stream = stream
+        self.augment = augment
+        self._augmentation = None if augment is None else augmentation(augment)
         self._max_size = int(split.class_size.max())
         self._support_y = torch.arange(self.n_way).repeat_interleave(self.k_shot)
         self._query_y = torch.arange(self.n_way).repeat_interleave(self.n_query)
@@ -137,7 +143,13 @@ class EpisodeSampler:
 
     def __getitem__(self, index: int) -> Episode:
         class_ids, sample_ids = self.draw(index)
-        images = self.split.gather(class_ids, sample_ids)  # [N, K+Q, C, H, W]
+        if self._augmentation is None:
+            images = self.split.gather(class_ids, sample_ids)  # [N, K+Q, C, H, W]
+        else:
+            pixels = self.split.gather_pixels(class_ids, sample_ids)
+            generator = augment_seed(self.episode_seed(index))
+            augmented = self._augmentation(pixels.flatten(0, 1), generator)
+            images = self.split.as_model_input(augmented.view_as(pixels))
         support = images[:, : self.k_shot].flatten(0, 1)
         query = images[:, self.k_shot :].flatten(0, 1)
         return Episode(support, self._support_y, query, self._query_y, class_ids, index)
@@ -234,10 +246,13 @@ class ClassificationBatches:
 
     Batch ``i`` holds ``batch_size`` images drawn uniformly (with replacement across batches,
     without within one) from all the split's images; it depends only on ``(seed, split.name,
-    batch_size, i)``. Labels are the split's class indices.
+    batch_size, i)``. Labels are the split's class indices. With ``augment`` (a policy of
+    ``datasets.augment.POLICIES``), each batch's images are augmented, seeded by the batch.
     """
 
-    def __init__(self, split: FewShotSplit, batch_size: int, seed: int = 0) -> None:
+    def __init__(
+        self, split: FewShotSplit, batch_size: int, seed: int = 0, augment: str | None = None
+    ) -> None:
         total = int(split.class_size.sum())
         if batch_size < 1 or batch_size > total:
             raise ValueError(
@@ -247,6 +262,8 @@ class ClassificationBatches:
         self.split = split
         self.batch_size = int(batch_size)
         self.seed = int(seed)
+        self.augment = augment
+        self._augmentation = None if augment is None else augmentation(augment)
         self._ends = torch.cumsum(split.class_size, 0)
         self._total = total
 
@@ -263,5 +280,8 @@ class ClassificationBatches:
         flat = torch.randperm(self._total, generator=generator)[: self.batch_size]
         classes = torch.searchsorted(self._ends, flat, right=True)
         samples = flat - (self._ends[classes] - self.split.class_size[classes])
-        images = self.split.gather(classes, samples.unsqueeze(1)).squeeze(1)
-        return images, classes
+        if self._augmentation is None:
+            return self.split.gather(classes, samples.unsqueeze(1)).squeeze(1), classes
+        pixels = self.split.gather_pixels(classes, samples.unsqueeze(1)).squeeze(1)
+        augmented = self._augmentation(pixels, augment_seed(self.batch_seed(index)))
+        return self.split.as_model_input(augmented), classes

@@ -45,6 +45,8 @@ class DatasetSpec:
             ``val`` when present and tests on ``test``.
         default_scheme: the scheme used when none is given.
         load: ``load(data_root, cache_dir, progress) -> LoadedDataset``.
+        family: the kind of images (one of :data:`FAMILIES`), by which methods choose their
+            training recipes.
     """
 
     name: str
@@ -54,6 +56,19 @@ class DatasetSpec:
     load: Callable[
         [str | os.PathLike[str] | None, str | os.PathLike[str] | None, bool], LoadedDataset
     ]
+    family: str
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(
+                f"dataset {self.name!r}: unknown family {self.family!r}; valid: {', '.join(FAMILIES)}"
+            )
+
+
+#: Dataset families: ``characters`` (handwritten characters: Omniglot) and ``natural-images``
+#: (photographs: miniImageNet, tieredImageNet, CIFAR-FS, FC100, CUB, a folder of photos).
+#: Recipes are declared per family, so a new dataset of a known family gets its recipes.
+FAMILIES = ("characters", "natural-images")
 
 
 def _loaded(
@@ -93,6 +108,7 @@ def _omniglot_spec() -> DatasetSpec:
         schemes=dict(SCHEMES),
         default_scheme="vinyals",
         load=_load_omniglot,
+        family="characters",
     )
 
 
@@ -113,6 +129,7 @@ def _learn2learn_spec(name: str) -> DatasetSpec:
         schemes=dict(SCHEMES),
         default_scheme="standard",
         load=load,
+        family="natural-images",
     )
 
 
@@ -146,6 +163,7 @@ def _mini_imagenet_spec() -> DatasetSpec:
         schemes=base.schemes,
         default_scheme=base.default_scheme,
         load=load,
+        family="natural-images",
     )
 
 
@@ -169,6 +187,7 @@ def _folder_spec() -> DatasetSpec:
         schemes=dict(SCHEMES),
         default_scheme="random",
         load=_load_folder,
+        family="natural-images",
     )
 
 

@@ -93,6 +93,11 @@ class FewShotSplit:
             float32 ``[N, S, C, H, W]`` on the device of the split's images, scaled to [0, 1],
             rotated per class and normalised when the split has a mean and std.
         """
+        return self.as_model_input(self.gather_pixels(class_ids, sample_ids))
+
+    def gather_pixels(self, class_ids: Tensor, sample_ids: Tensor) -> Tensor:
+        """The images :meth:`gather` returns, as uint8 ``[N, S, C, H, W]`` pixels (rotated per
+        class, not scaled): what augmentation works on."""
         flat = self.class_start[class_ids].unsqueeze(1) + sample_ids
         batch = self.images[flat.to(self.images.device)]  # [N, S, C, H, W] uint8
         rotations = self.class_rotation[class_ids]
@@ -102,7 +107,7 @@ class FewShotSplit:
                 if turns:
                     rows = (rotations == turns).to(batch.device)
                     batch[rows] = torch.rot90(batch[rows], k=int(turns), dims=(-2, -1))
-        return self.as_model_input(batch)
+        return batch
 
     def as_model_input(self, images: Tensor) -> Tensor:
         """uint8 images ``[..., C, H, W]`` of this split's kind as float model input: scaled to

@@ -15,9 +15,8 @@ from .backbones import (
     count_parameters,
 )
 from .base import FewShotMethod, MethodOptions, check_episode
-from .recipes import Recipe, TrainConfig
+from .recipes import MissingRecipeError, Recipe, TrainConfig
 from .registry import (
-    MissingRecipeError,
     UnknownMethodError,
     available_methods,
     build_options,

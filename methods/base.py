@@ -12,7 +12,7 @@ from typing import Any, ClassVar, cast
 import torch
 from torch import Tensor, nn
 
-from .recipes import RecipeFunction
+from .recipes import RecipeTable
 
 BOUNDS = "bounds"
 """Key of a field's ``metadata`` holding its :class:`Bounds` (see :func:`bounded`)."""
@@ -150,10 +150,11 @@ class FewShotMethod(nn.Module):
 
     name: ClassVar[str]
     Options: ClassVar[type[MethodOptions]] = MethodOptions
-    #: The method's training recipes by preset name (``"quick"``, ``"paper"``, ...): each maps
-    #: ``(dataset, n_way, k_shot)`` to a :class:`~methods.recipes.Recipe`. A preset the method
-    #: has no recipe for is an error when asked for, never a silent fallback.
-    recipes: ClassVar[dict[str, RecipeFunction]] = {}
+    #: The method's recipe table: one :class:`~methods.recipes.RecipeEntry` per (preset, dataset
+    #: family, backbone), each mapping ``(n_way, k_shot)`` to a :class:`~methods.recipes.Recipe`
+    #: and naming the published numbers it aims at. A combination the table lacks is an error
+    #: that lists what it has, never a silent fallback.
+    recipes: ClassVar[RecipeTable] = ()
 
     def __init__(self, backbone: nn.Module, options: MethodOptions | None = None) -> None:
         super().__init__()

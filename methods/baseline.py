@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from .base import FewShotMethod, MethodOptions, bounded
 from .finetune import FlatHead, classification_recipes, fit_support_classifier
-from .recipes import RecipeFunction
+from .recipes import RecipeTable
 from .registry import register_method
 
 
@@ -45,7 +45,7 @@ class Baseline(FewShotMethod):
     name = "baseline"
     Options = BaselineOptions
     options: BaselineOptions
-    recipes: ClassVar[dict[str, RecipeFunction]] = classification_recipes()
+    recipes: ClassVar[RecipeTable] = classification_recipes()
 
     def training_head(self, n_classes: int) -> nn.Module:
         return FlatHead(nn.Linear(self._dim(), n_classes))

@@ -10,7 +10,7 @@ from torch import nn
 
 from .baseline import Baseline, BaselineOptions
 from .finetune import CosineClassifier, FlatHead, classification_recipes, cosine_scale
-from .recipes import RecipeFunction
+from .recipes import RecipeTable
 from .registry import register_method
 
 
@@ -28,7 +28,7 @@ class BaselinePlusPlus(Baseline):
 
     name = "baselinepp"
     Options = BaselinePlusPlusOptions
-    recipes: ClassVar[dict[str, RecipeFunction]] = classification_recipes()
+    recipes: ClassVar[RecipeTable] = classification_recipes(pretrained_steps=300)
 
     def training_head(self, n_classes: int) -> nn.Module:
         return FlatHead(CosineClassifier(self._dim(), n_classes, cosine_scale(n_classes)))

@@ -3,6 +3,7 @@ training of a new classifier on an episode's support set (Chen et al. 2019)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .recipes import MINI_IMAGENET_VALIDATION, PAPER_CPU_VALIDATION, Recipe, TrainConfig
+from .recipes import (
+    ANY_BACKBONE,
+    CHARACTERS,
+    MINI_IMAGENET_VALIDATION,
+    NATURAL_IMAGES,
+    NATURAL_PRETRAINING,
+    PAPER_CPU_VALIDATION,
+    Recipe,
+    RecipeEntry,
+    RecipeFunction,
+    RecipeTable,
+    TrainConfig,
+)
 
 
 class CosineClassifier(nn.Module):
@@ -98,63 +111,126 @@ def fit_support_classifier(
         torch.set_num_threads(threads)
 
 
-def classification_recipes(backbone: str = "conv4") -> dict[str, Any]:
+def classification_recipes(backbone: str = "conv4", pretrained_steps: int = 0) -> RecipeTable:
     """The recipes of the classification baselines (Baseline, Baseline++, SimpleShot): trained as
     ordinary classifiers over all training classes (Adam 1e-3), validated on episodes.
 
-    - ``quick``: 1,000 steps of 64 images (2-core CPU minutes on Omniglot);
-
     Training does not depend on the test setting, so validation has a fixed one-shot shape
-    (20-way on Omniglot, 5-way on miniImageNet) and one model serves every test way and shot.
-    - ``paper-cpu``: 6,000 steps of 64 images on Omniglot (about 90 epochs of the 4,112 Vinyals
-      training classes' 82,240 images), 4,000 on miniImageNet (about 7 epochs of 38,400 images),
-      the rate halved every 2,000 steps;
+    (20-way on characters, 5-way on natural images, whose validation splits are small) and one
+    model serves every test way and shot.
+
+    - ``quick``: 1,000 steps of 64 images (2-core CPU minutes on Omniglot);
+    - ``paper-cpu``: 6,000 steps of 64 images on characters (about 90 epochs of the 4,112
+      Vinyals training classes' 82,240 images), 4,000 on natural images (about 7 epochs of
+      miniImageNet's 38,400 images), the rate halved every 2,000 steps;
     - ``paper``: Chen et al. 2019's budget on miniImageNet (400 epochs of batches of 16: 960,000
-      steps); on Omniglot 60 epochs of batches of 64; meant for a GPU.
+      steps); on Omniglot 60 epochs of batches of 64; meant for a GPU;
+    - ``pretrained-cpu`` (natural images): the shared pre-trained backbone
+      (:data:`~methods.recipes.NATURAL_PRETRAINING`, itself trained this way), then
+      ``pretrained_steps`` more steps through the method's own head (0: none).
     """
+    table: list[RecipeEntry] = []
+    for family, shape, validation, cpu_steps, paper_steps, paper_batch in (
+        (CHARACTERS, (20, 5), _CHARACTER_VALIDATION, 6000, 60 * 82_240 // 64, 64),
+        (NATURAL_IMAGES, (5, 15), _NATURAL_VALIDATION, 4000, 960_000, 16),
+    ):
+        table += [
+            RecipeEntry(
+                "quick",
+                family,
+                ANY_BACKBONE,
+                _classifier(
+                    backbone,
+                    shape,
+                    validation,
+                    1000,
+                    500,
+                    64,
+                    {"val_every": 250, "val_episodes": 100},
+                ),
+            ),
+            RecipeEntry(
+                "paper-cpu",
+                family,
+                ANY_BACKBONE,
+                _classifier(backbone, shape, validation, cpu_steps, 2000, 64, {}),
+            ),
+            # Chen et al. keep Adam's rate fixed
+            RecipeEntry(
+                "paper",
+                family,
+                ANY_BACKBONE,
+                _classifier(
+                    backbone,
+                    shape,
+                    validation,
+                    paper_steps,
+                    10**9,
+                    paper_batch,
+                    {"val_every": 10_000},
+                ),
+            ),
+        ]
+    table.append(
+        RecipeEntry(
+            "pretrained-cpu",
+            NATURAL_IMAGES,
+            "conv4",
+            _from_pretrained(pretrained_steps),
+        )
+    )
+    return tuple(table)
 
-    def validation(dataset: str) -> dict[str, Any]:
-        if dataset == "mini-imagenet":
-            return {"val_every": 500, "val_episodes": 100, **MINI_IMAGENET_VALIDATION}
-        return {k: v for k, v in PAPER_CPU_VALIDATION.items() if k != "lr_step"}
 
-    def episode_shape(dataset: str) -> dict[str, int]:
-        # the shape of validation episodes (one-shot); training itself draws mini-batches
-        mini = dataset == "mini-imagenet"
-        return {"n_way": 5 if mini else 20, "k_shot": 1, "n_query": 15 if mini else 5}
+#: Validation of the classification recipes per family: on characters 20-way one-shot
+#: episodes of 5 queries every 1,000 steps; on natural images 5-way of 15 every 500.
+_CHARACTER_VALIDATION: dict[str, Any] = {
+    k: v for k, v in PAPER_CPU_VALIDATION.items() if k != "lr_step"
+}
+_NATURAL_VALIDATION: dict[str, Any] = {
+    "val_every": 500,
+    "val_episodes": 100,
+    **MINI_IMAGENET_VALIDATION,
+}
 
-    def quick(dataset: str, n_way: int, k_shot: int) -> Recipe:
+
+def _classifier(
+    backbone: str,
+    shape: tuple[int, int],
+    validation: dict[str, Any],
+    steps: int,
+    lr_step: int,
+    batch_size: int,
+    validation_changes: dict[str, Any],
+) -> RecipeFunction:
+    """A classification recipe: ``steps`` steps of ``batch_size`` images, Adam 1e-3 halved every
+    ``lr_step``; validation episodes ``shape`` = (way, queries), one-shot."""
+    n_way, n_query = shape
+
+    def recipe(test_way: int, test_shot: int) -> Recipe:
         train = TrainConfig(
-            episodes=1000,
-            lr_step=500,
+            episodes=steps,
+            n_way=n_way,
+            k_shot=1,
+            n_query=n_query,
+            lr_step=lr_step,
             protocol="classification",
-            batch_size=64,
-            **episode_shape(dataset),
-            **{**validation(dataset), "val_every": 250, "val_episodes": 100},
+            batch_size=batch_size,
+            **{**validation, **validation_changes},
         )
         return Recipe(backbone=backbone, train=train)
 
-    def paper_cpu(dataset: str, n_way: int, k_shot: int) -> Recipe:
-        train = TrainConfig(
-            episodes=4000 if dataset == "mini-imagenet" else 6000,
-            lr_step=2000,
-            protocol="classification",
-            batch_size=64,
-            **episode_shape(dataset),
-            **validation(dataset),
-        )
-        return Recipe(backbone=backbone, train=train)
+    return recipe
 
-    def paper(dataset: str, n_way: int, k_shot: int) -> Recipe:
-        mini = dataset == "mini-imagenet"
-        train = TrainConfig(
-            episodes=960_000 if mini else 60 * 82_240 // 64,
-            **episode_shape(dataset),
-            lr_step=10**9,  # Chen et al. keep Adam's rate fixed
-            protocol="classification",
-            batch_size=16 if mini else 64,
-            **{**validation(dataset), "val_every": 10_000},
-        )
-        return Recipe(backbone=backbone, train=train)
 
-    return {"quick": quick, "paper-cpu": paper_cpu, "paper": paper}
+def _from_pretrained(steps: int) -> RecipeFunction:
+    """The shared pre-trained Conv-4, then ``steps`` steps of the method's own classifier head
+    (SGD from 0.01 with a cosine decay, the pre-training's batches and augmentation)."""
+
+    def recipe(test_way: int, test_shot: int) -> Recipe:
+        train = dataclasses.replace(
+            NATURAL_PRETRAINING.train, episodes=steps, lr=0.01, warmup=None, val_every=0
+        )
+        return Recipe(backbone="conv4", train=train, pretrain=NATURAL_PRETRAINING)
+
+    return recipe

@@ -2,60 +2,67 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import dataclasses
+from typing import Any, ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import FewShotMethod, class_means
+from .base import FewShotMethod, MethodOptions, bounded, class_means
 from .recipes import (
+    ANY_BACKBONE,
+    CHARACTERS,
     MINI_IMAGENET_VALIDATION,
+    NATURAL_IMAGES,
+    NATURAL_PRETRAINING,
     PAPER_CPU_VALIDATION,
     Recipe,
-    RecipeFunction,
+    RecipeEntry,
+    RecipeTable,
     TrainConfig,
+    entries,
     mini_imagenet_cpu_train,
+    pretrained_meta_train,
     quick_recipe,
 )
 from .registry import register_method
 
 
-def _paper(dataset: str, n_way: int, k_shot: int) -> Recipe:
-    """Snell et al. 2017: 60-way training, 5 queries (miniImageNet: 30-way at 1 shot, 20-way at
-    5 shots, 15 queries), training shot = test shot, lr halved every 2000 episodes; meant for a
-    GPU."""
-    if dataset == "mini-imagenet":
-        train = TrainConfig(
-            episodes=20_000,
-            n_way=30 if k_shot == 1 else 20,
-            k_shot=k_shot,
-            n_query=15,
-            lr_step=2000,
-            val_every=1000,
-            val_episodes=300,
-            **MINI_IMAGENET_VALIDATION,
-        )
-        return Recipe(backbone="conv4", train=train)
-    return Recipe(
-        backbone="conv4",
-        train=TrainConfig(
-            episodes=20_000,
-            n_way=60,
-            k_shot=k_shot,
-            n_query=5,
-            lr_step=2000,
-            val_every=1000,
-            val_episodes=300,
-        ),
+def _paper_characters(n_way: int, k_shot: int) -> Recipe:
+    """Snell et al. 2017 on Omniglot: 60-way training, 5 queries, training shot = test shot, lr
+    halved every 2000 episodes; meant for a GPU."""
+    train = TrainConfig(
+        episodes=20_000,
+        n_way=60,
+        k_shot=k_shot,
+        n_query=5,
+        lr_step=2000,
+        val_every=1000,
+        val_episodes=300,
     )
+    return Recipe(backbone="conv4", train=train)
 
 
-def _paper_cpu(dataset: str, n_way: int, k_shot: int) -> Recipe:
-    """Snell et al.'s recipe (60-way, 5 queries, training shot = test shot) for 3,000 / 1,500
-    episodes instead of training to convergence; on miniImageNet, see
-    :func:`~methods.recipes.mini_imagenet_cpu_train`."""
-    if dataset == "mini-imagenet":
-        return Recipe(backbone="conv4", train=mini_imagenet_cpu_train(k_shot))
+def _paper_natural(n_way: int, k_shot: int) -> Recipe:
+    """Snell et al. 2017 on miniImageNet: 30-way training at 1 shot, 20-way at 5 shots, 15
+    queries, lr halved every 2000 episodes; squared distances divided by
+    :data:`NATURAL_TEMPERATURE`; meant for a GPU."""
+    train = TrainConfig(
+        episodes=20_000,
+        n_way=30 if k_shot == 1 else 20,
+        k_shot=k_shot,
+        n_query=15,
+        lr_step=2000,
+        val_every=1000,
+        val_episodes=300,
+        **MINI_IMAGENET_VALIDATION,
+    )
+    return Recipe(backbone="conv4", train=train, options=dict(NATURAL_OPTIONS))
+
+
+def _paper_cpu_characters(n_way: int, k_shot: int) -> Recipe:
+    """Snell et al.'s Omniglot recipe (60-way, 5 queries, training shot = test shot) for 3,000 /
+    1,500 episodes instead of training to convergence."""
     train = TrainConfig(
         episodes=3000 if k_shot == 1 else 1500,
         n_way=60,
@@ -66,23 +73,85 @@ def _paper_cpu(dataset: str, n_way: int, k_shot: int) -> Recipe:
     return Recipe(backbone="conv4", train=train)
 
 
+def _paper_cpu_natural(n_way: int, k_shot: int) -> Recipe:
+    """The ``paper-cpu`` training on natural images (see
+    :func:`~methods.recipes.mini_imagenet_cpu_train`), distances divided by
+    :data:`NATURAL_TEMPERATURE`."""
+    return Recipe(
+        backbone="conv4", train=mini_imagenet_cpu_train(k_shot), options=dict(NATURAL_OPTIONS)
+    )
+
+
+def _pretrained_cpu(n_way: int, k_shot: int) -> Recipe:
+    """From the shared pre-trained Conv-4 (:data:`~methods.recipes.NATURAL_PRETRAINING`):
+    5-way episodes of the test shot, 15 queries, crop-and-flip augmentation, SGD (Nesterov
+    momentum 0.9, weight decay 5e-4) at 1e-3 with a cosine decay, distances divided by
+    :data:`NATURAL_TEMPERATURE`."""
+    return Recipe(
+        backbone="conv4",
+        train=pretrained_meta_train(k_shot, episodes=2000 if k_shot == 1 else 1500),
+        options=dict(NATURAL_OPTIONS),
+        pretrain=NATURAL_PRETRAINING,
+    )
+
+
+#: The temperature dividing squared Euclidean distances on natural images (FEAT's 64): on 84x84
+#: images Conv-4's 1,600 features make distances of thousands at initialisation, the softmax
+#: saturates (initial loss near 200 at 5-way) and training spends its first hundreds of steps
+#: shrinking the features instead of separating classes (see the README's diagnosis).
+NATURAL_TEMPERATURE = 64.0
+NATURAL_OPTIONS: dict[str, Any] = {"temperature": NATURAL_TEMPERATURE}
+
+
+#: Snell et al. 2017's miniImageNet results (Conv-4, 5-way test), in %.
+MINI_PUBLISHED = {"mini-imagenet 5-way 1-shot": 49.42, "mini-imagenet 5-way 5-shot": 68.20}
+SNELL = "Snell et al., NeurIPS 2017, Table 2"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtoNetOptions(MethodOptions):
+    """Options of :class:`PrototypicalNet`.
+
+    Attributes:
+        temperature: squared distances are divided by it before the softmax (> 0; 1 is Snell et
+            al.'s formulation). Dividing by T is the same model as scaling the features by
+            1/sqrt(T) (which the backbone's last BatchNorm can represent), so it changes how
+            training starts, not what can be learned.
+    """
+
+    method_name: ClassVar[str] = "protonet"
+
+    temperature: float = bounded(1.0, gt=0)
+
+
 @register_method
 class PrototypicalNet(FewShotMethod):
     """Prototypical Networks: negative squared Euclidean distance to the class-mean embedding."""
 
     name = "protonet"
-    recipes: ClassVar[dict[str, RecipeFunction]] = {
-        "quick": quick_recipe("conv4"),
-        "paper": _paper,
-        "paper-cpu": _paper_cpu,
-    }
+    Options = ProtoNetOptions
+    options: ProtoNetOptions
+    recipes: ClassVar[RecipeTable] = (
+        *entries("quick", quick_recipe("conv4"), (CHARACTERS, NATURAL_IMAGES)),
+        RecipeEntry("paper", CHARACTERS, ANY_BACKBONE, _paper_characters),
+        RecipeEntry("paper", NATURAL_IMAGES, "conv4", _paper_natural, MINI_PUBLISHED, SNELL),
+        RecipeEntry("paper-cpu", CHARACTERS, ANY_BACKBONE, _paper_cpu_characters),
+        RecipeEntry(
+            "paper-cpu", NATURAL_IMAGES, "conv4", _paper_cpu_natural, MINI_PUBLISHED, SNELL
+        ),
+        RecipeEntry(
+            "pretrained-cpu", NATURAL_IMAGES, "conv4", _pretrained_cpu, MINI_PUBLISHED, SNELL
+        ),
+    )
 
     def scores_from_features(
         self, support: Tensor, support_y: Tensor, query: Tensor, n_way: int
     ) -> Tensor:
+        """Minus squared Euclidean distances ``[Q, N]`` to the class means, divided by the
+        temperature."""
         prototypes = class_means(support.flatten(1), support_y, n_way)  # [N, D]
         difference = query.flatten(1).unsqueeze(1) - prototypes.unsqueeze(0)  # [Q, N, D]
-        return -difference.pow(2).sum(-1)
+        return -difference.pow(2).sum(-1) / self.options.temperature
 
     def loss(self, scores: Tensor, query_y: Tensor) -> Tensor:
         return F.cross_entropy(scores, query_y)

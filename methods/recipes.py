@@ -36,6 +36,17 @@ class TrainConfig:
             (cross-entropy through the method's training head), ``episodes`` steps of
             ``batch_size`` images; validation is on episodes either way.
         batch_size: images per step of the classification protocol.
+        optimizer: ``None`` (Adam, ``lr``) or ``"sgd"``: SGD with Nesterov momentum
+            ``momentum`` and weight decay ``weight_decay``.
+        momentum, weight_decay: SGD's momentum and the weight decay (``None``: 0.9 and 0 for
+            SGD; Adam takes ``weight_decay`` too).
+        schedule: ``None`` (``lr`` times ``lr_gamma`` every ``lr_step`` episodes) or
+            ``"cosine"``: a one-cycle rate, linear warm-up over ``warmup`` episodes to ``lr``,
+            then a cosine decay to 0 at the last episode (``lr_step`` and ``lr_gamma`` unused).
+        warmup: episodes of linear warm-up of the cosine schedule (``None``: none).
+        augment: the name of the augmentation policy applied to training images (see
+            ``datasets.augment.POLICIES``), or ``None`` for none; validation and test images
+            are never augmented.
     """
 
     episodes: int = 1000
@@ -53,10 +64,27 @@ class TrainConfig:
     val_n_query: int | None = None
     protocol: str | None = None
     batch_size: int | None = None
+    optimizer: str | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    schedule: str | None = None
+    warmup: int | None = None
+    augment: str | None = None
 
     # Fields added after records were first published: left out of a cell's configuration (and
     # so of its hash) while unset, so that existing records keep their identity.
-    OPTIONAL_FIELDS = ("val_n_way", "val_n_query", "protocol", "batch_size")
+    OPTIONAL_FIELDS = (
+        "val_n_way",
+        "val_n_query",
+        "protocol",
+        "batch_size",
+        "optimizer",
+        "momentum",
+        "weight_decay",
+        "schedule",
+        "warmup",
+        "augment",
+    )
 
     def __post_init__(self) -> None:
         if self.episodes < 0 or self.lr <= 0 or self.lr_step < 1 or self.val_episodes < 1:
@@ -78,6 +106,26 @@ class TrainConfig:
             raise ValueError("TrainConfig: the classification protocol needs a batch_size")
         if self.batch_size is not None and self.batch_size < 2:
             raise ValueError(f"TrainConfig needs batch_size >= 2; got {self}")
+        self._check_optimisation()
+
+    def _check_optimisation(self) -> None:
+        """The optimiser, schedule and augmentation fields name things that exist."""
+        if self.optimizer not in (None, "sgd"):
+            raise ValueError(f"TrainConfig.optimizer must be None (Adam) or 'sgd', got {self}")
+        if self.schedule not in (None, "cosine"):
+            raise ValueError(f"TrainConfig.schedule must be None (step) or 'cosine', got {self}")
+        for name in ("momentum", "weight_decay", "warmup"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {value}")
+        if self.augment is not None:
+            from datasets.augment import POLICIES
+
+            if self.augment not in POLICIES:
+                raise ValueError(
+                    f"TrainConfig.augment {self.augment!r} is not a known augmentation; "
+                    f"valid: {', '.join(POLICIES)}"
+                )
 
     @property
     def classification(self) -> bool:
@@ -91,6 +139,33 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class Pretraining:
+    """A shared pre-training stage: the backbone trained as an ordinary classifier over all the
+    training classes (a linear layer on its flattened features, dropped afterwards), before a
+    method's own training starts from its weights.
+
+    One pre-trained backbone exists per (dataset and data read, split, backbone, seed, precision,
+    device, this stage): every method whose recipe names the same stage starts from the same
+    weights, trained once (see ``benchmarks.engine.pretraining``).
+
+    Attributes:
+        name: a readable name, shown in tables and records (e.g. ``"conv4-classifier-16ep"``).
+        train: its training, with the classification protocol; validated on episodes by nearest
+            centroids of L2-normalised features.
+    """
+
+    name: str
+    train: TrainConfig
+
+    def __post_init__(self) -> None:
+        if not self.train.classification:
+            raise ValueError(
+                f"pre-training {self.name!r} must use the classification protocol "
+                "(protocol='classification' and a batch_size)"
+            )
+
+
+@dataclass(frozen=True)
 class Recipe:
     """How one method is built and trained for one test setting.
 
@@ -98,16 +173,94 @@ class Recipe:
         backbone: name of the embedding network (see ``methods.BACKBONE_NAMES``).
         options: the method's options.
         train: the training configuration (its way/shot/query describe training episodes).
+        pretrain: the shared pre-training stage the backbone starts from, or ``None`` (a freshly
+            initialised backbone).
     """
 
     backbone: str
     train: TrainConfig
     options: dict[str, Any] = field(default_factory=dict)
+    pretrain: Pretraining | None = None
 
 
-#: ``recipe(dataset, n_way, k_shot) -> Recipe``: a method's recipe for one preset, by the dataset
-#: and the test setting it is trained for.
-RecipeFunction = Callable[[str, int, int], Recipe]
+#: ``recipe(n_way, k_shot) -> Recipe``: a method's recipe for one preset and dataset family, by
+#: the test setting it is trained for.
+RecipeFunction = Callable[[int, int], Recipe]
+
+#: Dataset families recipes are declared for (each dataset declares its family, see
+#: ``datasets.registry.FAMILIES``).
+CHARACTERS = "characters"
+NATURAL_IMAGES = "natural-images"
+#: The backbone key of a recipe made for whatever backbone ``--backbone`` names (its own
+#: default backbone otherwise).
+ANY_BACKBONE = "any"
+
+
+@dataclass(frozen=True)
+class RecipeEntry:
+    """One row of a method's recipe table (like mmfewshot's ``metafile.yml``).
+
+    Attributes:
+        preset: the preset it belongs to (``"paper-cpu"``).
+        family: the dataset family it is made for (:data:`CHARACTERS`, :data:`NATURAL_IMAGES`).
+        backbone: the backbone it is made for, or :data:`ANY_BACKBONE`.
+        make: ``make(n_way, k_shot) -> Recipe`` for a test setting.
+        published: what the recipe aims at: ``{"dataset 5-way 1-shot": accuracy in %}``, as
+            published in ``source``; empty when it aims at none.
+        source: the publication of ``published``.
+    """
+
+    preset: str
+    family: str
+    backbone: str
+    make: RecipeFunction
+    published: dict[str, float] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def key(self) -> str:
+        """``preset/family/backbone``, as errors and listings name the entry."""
+        return f"{self.preset}/{self.family}/{self.backbone}"
+
+
+#: A method's recipes: one entry per (preset, family, backbone).
+RecipeTable = tuple[RecipeEntry, ...]
+
+
+def entries(
+    preset: str, make: RecipeFunction, families: tuple[str, ...], backbone: str = ANY_BACKBONE
+) -> RecipeTable:
+    """The same recipe ``make`` declared for each of ``families``."""
+    return tuple(RecipeEntry(preset, family, backbone, make) for family in families)
+
+
+class MissingRecipeError(ValueError):
+    """A method has no recipe for the (preset, family, backbone) asked for; the message lists
+    the recipes it has."""
+
+
+def find_recipe(
+    table: RecipeTable, method: str, preset: str, family: str, backbone: str | None
+) -> RecipeEntry:
+    """The entry of ``table`` for ``preset`` and ``family``: the one made for ``backbone`` if
+    there is one, else the one made for any backbone; with ``backbone=None`` (the recipe's own),
+    the first entry of the preset and family.
+
+    Raises:
+        MissingRecipeError: no entry fits; the message lists the entries there are.
+    """
+    fitting = [e for e in table if e.preset == preset and e.family == family]
+    exact = [e for e in fitting if backbone is None or e.backbone == backbone]
+    general = [e for e in fitting if e.backbone == ANY_BACKBONE]
+    if exact or general:
+        return (exact or general)[0]
+    asked = f"{preset}/{family}/{backbone or '(its own backbone)'}"
+    have = ", ".join(e.key for e in table) or "none"
+    raise MissingRecipeError(
+        f"method {method!r} has no recipe for {asked} (preset/dataset family/backbone); its "
+        f"recipes: {have}. Choose one of those, or declare one in the method's recipe table"
+    )
+
 
 #: Matching Networks' options in the recipes that aim at the published numbers: the cosine
 #: similarities are scaled by a learned temperature (Oreshkin et al., NeurIPS 2018) instead of
@@ -133,7 +286,7 @@ def quick_recipe(backbone: str) -> RecipeFunction:
     (the Relation Network most of all) reach useful accuracy within 1,000 steps.
     """
 
-    def recipe(dataset: str, n_way: int, k_shot: int) -> Recipe:
+    def recipe(n_way: int, k_shot: int) -> Recipe:
         return Recipe(
             backbone=backbone,
             train=TrainConfig(
@@ -155,7 +308,7 @@ def paper_cpu_recipe(backbone: str, options: dict[str, Any] | None = None) -> Re
     shot, 5 queries, the rate halved every 3,000 episodes; 12,000 / 10,000 episodes at 1 / 5
     shots."""
 
-    def recipe(dataset: str, n_way: int, k_shot: int) -> Recipe:
+    def recipe(n_way: int, k_shot: int) -> Recipe:
         train = TrainConfig(
             episodes=12000 if k_shot == 1 else 10000,
             n_way=20,
@@ -189,5 +342,59 @@ def mini_imagenet_cpu_train(
         lr_step=1500,
         val_every=500,
         val_episodes=100,
+        **MINI_IMAGENET_VALIDATION,
+    )
+
+
+#: The shared pre-training of the ``pretrained-cpu`` preset on natural images: Conv-4 trained
+#: as a classifier over all training classes (miniImageNet: 64), batches of 128 images
+#: augmented by random crops of 8-pixel zero padding and flips, SGD with Nesterov momentum
+#: 0.9 and weight decay 5e-4, a one-cycle rate (300 steps of warm-up to 0.1, cosine decay to 0)
+#: over 4,800 steps (16 epochs of miniImageNet's 38,400 training images); validated every 600
+#: steps on 100 5-way 1-shot episodes scored by nearest centroids of L2-normalised features.
+NATURAL_PRETRAINING = Pretraining(
+    name="conv4-classifier-crop-flip-16ep",
+    train=TrainConfig(
+        episodes=4800,
+        n_way=5,
+        k_shot=1,
+        n_query=15,
+        lr=0.1,
+        val_every=600,
+        val_episodes=100,
+        val_n_way=5,
+        val_n_query=15,
+        protocol="classification",
+        batch_size=128,
+        optimizer="sgd",
+        momentum=0.9,
+        weight_decay=5e-4,
+        schedule="cosine",
+        warmup=300,
+        augment="crop-flip",
+    ),
+)
+
+
+def pretrained_meta_train(
+    k_shot: int, episodes: int, n_query: int = 15, lr: float = 1e-3
+) -> TrainConfig:
+    """Episodic training from the shared pre-trained backbone on natural images: 5-way episodes
+    of the test shot, crop-and-flip augmentation, SGD (Nesterov momentum 0.9, weight decay 5e-4)
+    at ``lr`` decayed by a cosine to 0, validated every 250 episodes on 100 5-way episodes of
+    the training shot; the best validated weights are kept."""
+    return TrainConfig(
+        episodes=episodes,
+        n_way=5,
+        k_shot=k_shot,
+        n_query=n_query,
+        lr=lr,
+        val_every=250,
+        val_episodes=100,
+        optimizer="sgd",
+        momentum=0.9,
+        weight_decay=5e-4,
+        schedule="cosine",
+        augment="crop-flip",
         **MINI_IMAGENET_VALIDATION,
     )

@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from .base import FewShotMethod
-from .recipes import Recipe
+from .recipes import Recipe, RecipeEntry, find_recipe
 
 _METHODS: dict[str, type[FewShotMethod]] = {}
 
@@ -91,25 +91,22 @@ def build_options(name: str, raw: dict[str, Any] | None = None) -> Any:
     return options_cls(**values)
 
 
-class MissingRecipeError(ValueError):
-    """A method has no recipe for the preset asked for; the message names what it has."""
-
-
-def method_recipe(name: str, preset: str, dataset: str, n_way: int, k_shot: int) -> Recipe:
-    """Method ``name``'s training recipe under ``preset`` for ``dataset`` at a test setting.
+def method_recipe(
+    name: str, preset: str, family: str, n_way: int, k_shot: int, backbone: str | None = None
+) -> Recipe:
+    """Method ``name``'s training recipe under ``preset`` for a dataset family at a test setting
+    (on ``backbone`` when given: the recipe made for it, or one made for any backbone).
 
     Raises:
-        MissingRecipeError: the method defines no recipe for ``preset``.
+        MissingRecipeError: the method's recipe table has no entry for the combination; the
+            message lists the entries it has.
     """
-    cls = method_class(name)
-    if preset not in cls.recipes:
-        have = ", ".join(sorted(cls.recipes)) or "none"
-        raise MissingRecipeError(
-            f"method {name!r} has no recipe for preset {preset!r} (its recipes: {have}); add one "
-            f"to the 'recipes' of {cls.__name__} in {cls.__module__.replace('.', '/')}.py, or "
-            "choose another preset"
-        )
-    return cls.recipes[preset](dataset, n_way, k_shot)
+    return recipe_entry(name, preset, family, backbone).make(n_way, k_shot)
+
+
+def recipe_entry(name: str, preset: str, family: str, backbone: str | None = None) -> RecipeEntry:
+    """The row of method ``name``'s recipe table that :func:`method_recipe` uses."""
+    return find_recipe(method_class(name).recipes, name, preset, family, backbone)
 
 
 def create_method(

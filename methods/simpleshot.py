@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .base import FewShotMethod, MethodOptions, bounded, class_means
 from .finetune import FlatHead, classification_recipes
-from .recipes import RecipeFunction
+from .recipes import RecipeTable
 from .registry import register_method
 
 
@@ -43,7 +43,7 @@ class SimpleShot(FewShotMethod):
     name = "simpleshot"
     Options = SimpleShotOptions
     options: SimpleShotOptions
-    recipes: ClassVar[dict[str, RecipeFunction]] = classification_recipes()
+    recipes: ClassVar[RecipeTable] = classification_recipes()
 
     def __init__(self, backbone: nn.Module, options: SimpleShotOptions | None = None) -> None:
         super().__init__(backbone, options)

@@ -96,14 +96,29 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes in bfloat16 natively: every CUDA device this code runs on, and
-    a CPU with AVX512-BF16 or AMX (oneDNN's test); on other CPUs bfloat16 is emulated."""
+    """Whether ``device`` computes in bfloat16 natively: a CUDA device that supports it (Ampere
+    and later), and a CPU with AVX512-BF16 or AMX (oneDNN's test); elsewhere it is emulated."""
     if device.type == "cuda":
-        return True
+        return bool(torch.cuda.is_bf16_supported())
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a torch build without oneDNN
         return False
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """The compute precision a run asks for, as it will run on ``device``: ``"auto"`` is
+    ``"bf16"`` where ``device`` computes bfloat16 natively (:func:`native_bf16`) and ``"fp32"``
+    elsewhere; ``"fp32"`` and ``"bf16"`` are taken as given.
+
+    Raises:
+        ValueError: an unknown precision.
+    """
+    if name == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}; valid: auto, {', '.join(PRECISIONS)}")
+    return name
 
 
 def precision_warning(device: torch.device, precision: str) -> str | None:

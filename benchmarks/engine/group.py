@@ -15,6 +15,7 @@ from benchmarks.engine.allocator import keep_freed_memory
 from benchmarks.engine.devices import resident_on, seeded
 from benchmarks.engine.environment import environment, peak_memory_mb
 from benchmarks.engine.evaluation import evaluate, official_run_errors
+from benchmarks.engine.pretraining import PretrainedBackbone, pretraining_hash
 from benchmarks.engine.training import Snapshots, TrainResult, train
 from benchmarks.experiment.cells import Cell
 from benchmarks.records.record import Record
@@ -65,9 +66,13 @@ def samplers(
     for stream, ((way, shot, query), origin) in shapes.items():
         protocol = EPISODE_PROTOCOLS[cell.episodes if stream == "test" else "random"]
         try:
-            out[stream] = protocol(
-                dataset.split(cell.split, stream), way, shot, query, cell.seed, stream
-            )
+            split = dataset.split(cell.split, stream)
+            if stream == "train":  # training episodes: random, augmented as the recipe says
+                out[stream] = EpisodeSampler(
+                    split, way, shot, query, cell.seed, stream, augment=train_config.augment
+                )
+            else:
+                out[stream] = protocol(split, way, shot, query, cell.seed, stream)
         except ValueError as error:
             raise ValueError(
                 f"{stream} episodes ({way}-way {shot}-shot {query}-query, {origin}): {error}"
@@ -88,6 +93,24 @@ def flops_per_episode(method: FewShotMethod, sampler: EpisodeSampler, device: to
     return int(counter.get_total_flops())
 
 
+def start_from_pretrained(
+    method: FewShotMethod, cell: Cell, pretrained: PretrainedBackbone | None
+) -> None:
+    """Load ``cell``'s pre-trained backbone into ``method`` (nothing when its recipe has none).
+
+    Raises:
+        ValueError: the recipe has a pre-training stage but ``pretrained`` is missing or is
+            another one.
+    """
+    key = pretraining_hash(cell)
+    if key is None:
+        return
+    if pretrained is None or pretrained.key != key:
+        found = "none" if pretrained is None else pretrained.key
+        raise ValueError(f"{cell.label} starts from pre-trained backbone {key}, was given {found}")
+    method.backbone.load_state_dict(pretrained.state_dict)
+
+
 def compute_group(
     cells: list[Cell],
     dataset: LoadedDataset,
@@ -99,6 +122,7 @@ def compute_group(
     on_trained: Callable[[dict[str, Any]], None],
     on_cell: Callable[[Cell, Record, np.ndarray], None],
     snapshots: Snapshots | None = None,
+    pretrained: PretrainedBackbone | None = None,
 ) -> None:
     """Train the model that ``cells`` share (or take it from ``checkpoint``) and test each cell.
 
@@ -107,6 +131,8 @@ def compute_group(
     (not when ``checkpoint`` was given), and ``on_cell`` each cell's :class:`Record` (not yet
     stored: no ``episodes_file``) and per-episode accuracies as soon as the cell is tested.
     ``snapshots`` makes the training resumable (see :class:`~benchmarks.engine.training.Snapshots`).
+    ``pretrained``: the backbone's starting weights when the cells' recipe has a pre-training
+    stage (see :mod:`benchmarks.engine.pretraining`); it must be the one of their key.
 
     Raises:
         training.NonFiniteLossError: training diverged; ``on_cell`` was not called.
@@ -128,6 +154,7 @@ def compute_group(
             ) from error
         reused = True
     else:
+        start_from_pretrained(method, first, pretrained)
         streams = samplers(first, dataset, splits)
         trained = train(
             method,
@@ -193,6 +220,7 @@ def compute_group(
             train_resumed_at=trained.resumed_at,
             best_val_accuracy=trained.best_val_accuracy,
             best_val_episode=trained.best_episode,
+            pretrained_from=pretraining_hash(first),
             val_history=trained.history,
             eval_wall_ms_per_episode=1e3 * result.wall_seconds_per_episode,
             eval_device_ms_per_episode=1e3 * result.device_seconds_per_episode,

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from benchmarks.engine.devices import autocast
 from benchmarks.engine.evaluation import evaluate
@@ -108,11 +110,13 @@ def train(
     batches: ClassificationBatches | None = None
     if config.classification:
         assert config.batch_size is not None
-        batches = ClassificationBatches(sampler.split, config.batch_size, sampler.seed)
+        batches = ClassificationBatches(
+            sampler.split, config.batch_size, sampler.seed, augment=config.augment
+        )
         head = method.training_head(sampler.split.num_classes).to(device).train()
     parameters = list(method.parameters()) + ([] if head is None else list(head.parameters()))
-    optimizer = torch.optim.Adam(parameters, lr=config.lr)
-    schedule = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma)
+    optimizer = make_optimizer(parameters, config)
+    schedule = make_schedule(optimizer, config)
     result = TrainResult()
     best_state = None
     start = time.perf_counter()
@@ -244,6 +248,34 @@ def train(
     method.on_trained(lambda count: _embed_sample(method, sampler, count, device))
     result.wall_seconds = time.perf_counter() - start
     return result
+
+
+def make_optimizer(parameters: list[torch.nn.Parameter], config: TrainConfig) -> Optimizer:
+    """Adam (the default) or SGD with Nesterov momentum, as ``config`` says."""
+    decay = config.weight_decay or 0.0
+    if config.optimizer == "sgd":
+        momentum = 0.9 if config.momentum is None else config.momentum
+        return torch.optim.SGD(
+            parameters, lr=config.lr, momentum=momentum, nesterov=momentum > 0, weight_decay=decay
+        )
+    return torch.optim.Adam(parameters, lr=config.lr, weight_decay=decay)
+
+
+def make_schedule(optimizer: Optimizer, config: TrainConfig) -> LRScheduler:
+    """The learning-rate schedule, stepped once per episode: ``lr_gamma`` every ``lr_step``
+    episodes (the default), or a linear warm-up over ``warmup`` episodes followed by a cosine
+    decay to 0 at episode ``episodes`` (``schedule="cosine"``)."""
+    if config.schedule != "cosine":
+        return torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma)
+    warmup = config.warmup or 0
+    decay = max(config.episodes - warmup, 1)
+
+    def factor(episode: int) -> float:
+        if episode < warmup:
+            return (episode + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(episode - warmup, decay) / decay))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _check_snapshot(state: dict[str, Any], config: TrainConfig) -> None:

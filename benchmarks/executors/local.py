@@ -9,6 +9,14 @@ import numpy as np
 import torch
 
 from benchmarks.engine.group import CheckpointMismatchError, compute_group
+from benchmarks.engine.pretraining import (
+    PretrainedBackbone,
+    as_payload,
+    from_payload,
+    pretrain_backbone,
+    pretraining_hash,
+    summary,
+)
 from benchmarks.engine.training import NonFiniteLossError, SnapshotMismatchError, Snapshots
 from benchmarks.experiment.cells import Cell
 from benchmarks.records.record import Record
@@ -83,6 +91,8 @@ def run_group(
     def append(cell: Cell, record: Record, accuracies: np.ndarray) -> None:
         on_record(cell, store.append(record, accuracies))
 
+    pretrained: PretrainedBackbone | None = None
+
     def run(checkpoint: dict[str, Any] | None, resume_from: dict[str, Any] | None) -> None:
         snapshots = Snapshots(resume_from, keep_snapshot, SNAPSHOT_EVERY_S)
         compute_group(
@@ -96,6 +106,7 @@ def run_group(
             save,
             append,
             snapshots,
+            pretrained,
         )
 
     checkpoint = None if force else store.load_checkpoint(first.training_hash)
@@ -105,9 +116,47 @@ def run_group(
             return
         except CheckpointMismatchError as error:
             store.discard_checkpoint(first.training_hash, str(error))
+    pretrained = obtain_pretrained(first, dataset, image_shape, store, device, progress)
     resume_from = None if force else store.load_snapshot(first.training_hash)
     try:
         run(None, resume_from)
     except SnapshotMismatchError as error:
         store.discard_snapshot(first.training_hash, str(error))
         run(None, None)
+
+
+def obtain_pretrained(
+    cell: Cell,
+    dataset: LoadedDataset,
+    image_shape: tuple[int, int, int],
+    store: RecordStore,
+    device: torch.device,
+    progress: bool,
+) -> PretrainedBackbone | None:
+    """The pre-trained backbone ``cell`` starts from (``None`` when its recipe has none): the
+    one kept in ``store`` under its key, or trained now (continuing from a snapshot of an
+    interrupted pre-training), kept, and returned. Never retrained once kept: its key holds
+    everything that determines it."""
+    key = pretraining_hash(cell)
+    if key is None:
+        return None
+    kept = store.load_pretrained(key)
+    if kept is not None:
+        return from_payload(kept)
+    snapshot_key = f"pretrain-{key}"
+
+    def pretrain(resume_from: dict[str, Any] | None) -> PretrainedBackbone:
+        def keep(payload: dict[str, Any]) -> None:
+            store.save_snapshot(snapshot_key, payload)
+
+        snapshots = Snapshots(resume_from, keep, SNAPSHOT_EVERY_S)
+        return pretrain_backbone(cell, dataset, image_shape, device, progress, snapshots)
+
+    try:
+        pretrained = pretrain(store.load_snapshot(snapshot_key))
+    except SnapshotMismatchError as error:
+        store.discard_snapshot(snapshot_key, str(error))
+        pretrained = pretrain(None)
+    store.save_pretrained(key, as_payload(pretrained), summary(pretrained, device))
+    store.remove_snapshot(snapshot_key)
+    return pretrained

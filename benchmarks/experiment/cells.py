@@ -61,10 +61,11 @@ class Cell:
     def config(self) -> dict[str, Any]:
         """The full resolved configuration, as saved with the record."""
         config = json.loads(json.dumps(dataclasses.asdict(self), sort_keys=True, default=list))
-        train = config["recipe"]["train"]
-        for key in TrainConfig.OPTIONAL_FIELDS:
-            if train.get(key) is None:
-                train.pop(key, None)
+        _drop_unset(config["recipe"]["train"])
+        if config["recipe"]["pretrain"] is None:  # recipes made before pre-training existed
+            config["recipe"].pop("pretrain")
+        else:
+            _drop_unset(config["recipe"]["pretrain"]["train"])
         if config["data"] is None:
             config.pop("data")
         if config["episodes"] == "random":  # the protocol of every record made before
@@ -96,6 +97,13 @@ class Cell:
     @property
     def training_hash(self) -> str:
         return _hash(self.training_config())
+
+
+def _drop_unset(train: dict[str, Any]) -> None:
+    """Remove the optional TrainConfig fields left unset from a configuration ``train``."""
+    for key in TrainConfig.OPTIONAL_FIELDS:
+        if train.get(key) is None:
+            train.pop(key, None)
 
 
 def _hash(config: dict[str, Any]) -> str:

@@ -63,6 +63,9 @@ class RunConfig:
 EXECUTORS = ("local", "ray")
 #: Compute precisions a run can ask for (see ``benchmarks.engine.devices.autocast``).
 PRECISIONS = ("fp32", "bf16")
+#: What ``--precision`` accepts: a precision, or ``auto`` (bf16 where the device computes it
+#: natively, else fp32; see ``benchmarks.engine.devices.resolve_precision``).
+PRECISION_CHOICES = ("auto", *PRECISIONS)
 
 
 class UsageError(ValueError):
@@ -231,10 +234,16 @@ def method_options(config: RunConfig, methods: list[str]) -> dict[str, dict[str,
 
 def _train_field_types() -> dict[str, type]:
     """Recipe fields that ``--train`` may set, by the type its values are read as: ``int`` for
-    ``int`` and ``int | None`` fields, else ``float``."""
+    ``int`` and ``int | None`` fields, ``str`` for names (``optimizer``, ``schedule``,
+    ``augment``), else ``float``."""
     hints = typing.get_type_hints(TrainConfig)
+
+    def kind(name: str) -> type:
+        members = (hints[name], *typing.get_args(hints[name]))
+        return int if int in members else str if str in members else float
+
     return {
-        f.name: int if int in (hints[f.name], *typing.get_args(hints[f.name])) else float
+        f.name: kind(f.name)
         for f in dataclasses.fields(TrainConfig)
         if f.name not in ("protocol", "time_budget_s")
     }
@@ -302,12 +311,14 @@ def plan_cells(config: RunConfig, device: str) -> list[Cell]:
     split = config.split or spec.default_scheme
     check_scheme(spec, split)
     if config.precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {config.precision!r}; valid: {', '.join(PRECISIONS)}")
+        raise UsageError(
+            f"unknown precision {config.precision!r}; valid: {', '.join(PRECISION_CHOICES)}"
+        )
     cells = []
     for method in methods:
         for way in config.ways:
             for shot in config.shots:
-                recipe = recipes.recipe(method, way, shot, config.dataset)
+                recipe = recipes.recipe(method, way, shot, config.dataset, config.backbone)
                 if config.backbone is not None and config.backbone != recipe.backbone:
                     adapted = method_class(method).options_for_backbone(
                         recipe.options, config.backbone

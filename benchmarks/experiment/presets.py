@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from datasets.registry import dataset_spec
 from methods.recipes import Recipe
 from methods.registry import method_recipe
 
@@ -23,13 +24,23 @@ class Preset:
     name: str
     summary: str
 
-    def recipe(self, method: str, n_way: int, k_shot: int, dataset: str = "omniglot") -> Recipe:
-        """``method``'s recipe under this preset for ``dataset`` at a test setting.
+    def recipe(
+        self,
+        method: str,
+        n_way: int,
+        k_shot: int,
+        dataset: str = "omniglot",
+        backbone: str | None = None,
+    ) -> Recipe:
+        """``method``'s recipe under this preset for ``dataset``'s family at a test setting (on
+        ``backbone`` when given).
 
         Raises:
-            methods.registry.MissingRecipeError: the method has no recipe for this preset.
+            methods.registry.MissingRecipeError: the method has no recipe for this preset, the
+                dataset's family and the backbone; the message lists those it has.
         """
-        return method_recipe(method, self.name, dataset, n_way, k_shot)
+        family = dataset_spec(dataset).family
+        return method_recipe(method, self.name, family, n_way, k_shot, backbone)
 
 
 _PRESETS: dict[str, Preset] = {
@@ -42,6 +53,12 @@ _PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "paper", "each method's published training recipe (up to 1M episodes); meant for a GPU"
+        ),
+        Preset(
+            "pretrained-cpu",
+            "natural images: one shared Conv-4 pre-trained as a classifier over the training "
+            "classes (augmented, SGD, 16 epochs), then each method trained from it; sized for a "
+            "2-core CPU",
         ),
         Preset(
             "paper-cpu",

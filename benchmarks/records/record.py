@@ -111,6 +111,10 @@ class Record:
         eval_embedded_images: cached path: how many distinct images that was.
         eval_head_ms_per_episode: cached path: milliseconds of one episode's head on cached
             features.
+        pretrained_from: the key of the pre-trained backbone training started from (its files:
+            ``pretrained/<key>.pt`` and ``.json`` beside the records); ``None`` without one.
+        health: the training-health verdict (see :mod:`benchmarks.records.health`):
+            ``{"verdict", "reasons", ...}``; computed from the history when a stored line lacks it.
         episodes_file: the ``.npy`` file of per-episode test accuracies, a POSIX path relative
             to the store's folder; ``None`` until the store writes the record.
         extra: keys of a stored record that this class does not define, kept as they were.
@@ -173,6 +177,8 @@ class Record:
     eval_embed_s: float | None = None
     eval_embedded_images: int | None = None
     eval_head_ms_per_episode: float | None = None
+    pretrained_from: str | None = None
+    health: dict[str, Any] | None = None
     episodes_file: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

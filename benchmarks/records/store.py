@@ -67,6 +67,7 @@ class RecordStore:
         self.lock_file = self.root / LOCK_FILE
         self.episodes_dir = self.root / "episodes"
         self.checkpoints_dir = self.root / "checkpoints"
+        self.pretrained_dir = self.root / "pretrained"
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -217,6 +218,30 @@ class RecordStore:
         self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(
             self.checkpoint_path(training_hash), lambda stream: torch.save(payload, stream)
+        )
+
+    def pretrained_path(self, key: str) -> Path:
+        """Where the pre-trained backbone ``key`` is kept (``pretrained/<key>.pt``, small, meant
+        to be committed with the records that start from it)."""
+        return self.pretrained_dir / f"{key}.pt"
+
+    def save_pretrained(self, key: str, payload: dict[str, Any], summary: dict[str, Any]) -> None:
+        """Keep a pre-trained backbone: its weights (``payload``, as
+        ``benchmarks.engine.pretraining.as_payload`` makes it) and, beside them, ``summary``
+        as ``pretrained/<key>.json`` (its configuration and training history, readable)."""
+        atomic_write(self.pretrained_path(key), lambda stream: torch.save(payload, stream))
+        text = json.dumps(_finite_or_null(summary), indent=1, sort_keys=True) + "\n"
+        atomic_write(
+            self.pretrained_dir / f"{key}.json", lambda stream: stream.write(text.encode())
+        )
+
+    def load_pretrained(self, key: str) -> dict[str, Any] | None:
+        """The pre-trained backbone ``key`` as saved, or None when there is none (one that does
+        not load is moved aside with a warning, and pre-training runs again)."""
+        return self._load(
+            self.pretrained_path(key),
+            {"key", "state_dict", "train_result", "config"},
+            "pre-trained again",
         )
 
     def snapshot_path(self, training_hash: str) -> Path:
