@@ -158,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
         "n_query=5 lr_step=3000; the records' identities follow; see --dry-run for the result",
     )
     add(
+        "--pretrain",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="override fields of the shared pre-training stage of recipes that have one (the "
+        "pretrained-cpu preset), e.g. episodes=2400; a changed stage is a new pre-trained "
+        "backbone and new records",
+    )
+    add(
         "--time-budget",
         type=float,
         metavar="SECONDS",

@@ -80,14 +80,14 @@ def colour_jitter(images: Tensor, generator: torch.Generator, strength: float = 
     ``[1 - strength, 1 + strength]`` per image, in that order (RGB images; other channel
     counts get brightness and contrast only). ``[B, C, H, W] -> [B, C, H, W]`` uint8."""
     b, c = images.shape[:2]
-    factors = 1 + strength * (2 * torch.rand(b, 3, generator=generator) - 1)
-    factors = factors.to(images.device).view(b, 3, 1, 1, 1).unbind(1)
-    x = images.float() * factors[0]
+    drawn = 1 + strength * (2 * torch.rand(b, 3, generator=generator) - 1)
+    brightness, contrast, saturation = drawn.to(images.device).view(b, 3, 1, 1, 1).unbind(1)
+    x = images.float() * brightness
     grey = _grey(x) if c == 3 else x.mean(1, keepdim=True)
-    x = (x - grey.mean((1, 2, 3), keepdim=True)) * factors[1] + grey.mean((1, 2, 3), keepdim=True)
+    x = (x - grey.mean((1, 2, 3), keepdim=True)) * contrast + grey.mean((1, 2, 3), keepdim=True)
     if c == 3:
         grey = _grey(x)
-        x = (x - grey) * factors[2] + grey
+        x = (x - grey) * saturation + grey
     return x.clamp_(0, 255).round_().to(torch.uint8)
 
 

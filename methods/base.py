@@ -211,6 +211,13 @@ class FewShotMethod(nn.Module):
         so the record names what was built. Options the user sets are applied after this."""
         return options
 
+    @classmethod
+    def chance_loss(cls, n_way: int, options: MethodOptions) -> float:
+        """The training loss of uniform scores over ``n_way`` classes under this method's
+        objective with ``options`` (what a model that learned nothing scores): ``ln n_way`` for
+        cross-entropy, the default. Used by the training-health verdict."""
+        return math.log(n_way)
+
     def training_head(self, n_classes: int) -> nn.Module:
         """For recipes with the classification protocol: a module mapping backbone features
         ``[B, D, h, w]`` to logits ``[B, n_classes]`` over the training classes, trained with the

@@ -348,6 +348,13 @@ class RelationNet(FewShotMethod):
         classes = reduce(support, support_y, n_way)  # [N, D, h, w]
         return torch.sigmoid(self.relation.pair_logits(classes, query, factorized))
 
+    @classmethod
+    def chance_loss(cls, n_way: int, options: MethodOptions) -> float:
+        """MSE: answering 1/N for every pair scores (1/N)(1 - 1/N); cross-entropy: ln N."""
+        if isinstance(options, RelationNetOptions) and options.loss == "mse":
+            return (1 / n_way) * (1 - 1 / n_way)
+        return super().chance_loss(n_way, options)
+
     def loss(self, scores: Tensor, query_y: Tensor) -> Tensor:
         if self.options.loss == "mse":
             targets = F.one_hot(query_y, scores.shape[1]).to(scores.dtype)

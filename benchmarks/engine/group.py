@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from benchmarks.engine.evaluation import evaluate, official_run_errors
 from benchmarks.engine.pretraining import PretrainedBackbone, pretraining_hash
 from benchmarks.engine.training import Snapshots, TrainResult, train
 from benchmarks.experiment.cells import Cell
+from benchmarks.records.health import verdict
 from benchmarks.records.record import Record
 from datasets import EPISODE_PROTOCOLS, EpisodeSampler, WithinGroupSampler
 from datasets.registry import LoadedDataset
@@ -109,6 +111,31 @@ def start_from_pretrained(
         found = "none" if pretrained is None else pretrained.key
         raise ValueError(f"{cell.label} starts from pre-trained backbone {key}, was given {found}")
     method.backbone.load_state_dict(pretrained.state_dict)
+
+
+def training_health(
+    method: FewShotMethod,
+    cell: Cell,
+    trained: TrainResult,
+    dataset: LoadedDataset,
+    pretrained: PretrainedBackbone | None,
+) -> dict[str, Any]:
+    """The training-health verdict of ``cell``'s model (see :mod:`benchmarks.records.health`):
+    judged on its own training history, or on its pre-training's when it took no steps of its
+    own after starting from a pre-trained backbone."""
+    config = cell.recipe.train
+    history = trained.history
+    if trained.episodes_trained == 0 and cell.recipe.pretrain is not None:
+        if pretrained is None:
+            return verdict([], None, None)
+        config = cell.recipe.pretrain.train
+        history = pretrained.train_result["history"]
+    if config.classification:
+        chance = math.log(dataset.split(cell.split, "train").num_classes)
+    else:
+        chance = type(method).chance_loss(config.n_way, method.options)
+    val_way = config.val_n_way or (config.n_way if config.classification else cell.n_way)
+    return verdict(history, chance, 1 / val_way)
 
 
 def compute_group(
@@ -221,6 +248,7 @@ def compute_group(
             best_val_accuracy=trained.best_val_accuracy,
             best_val_episode=trained.best_episode,
             pretrained_from=pretraining_hash(first),
+            health=training_health(method, first, trained, dataset, pretrained),
             val_history=trained.history,
             eval_wall_ms_per_episode=1e3 * result.wall_seconds_per_episode,
             eval_device_ms_per_episode=1e3 * result.device_seconds_per_episode,

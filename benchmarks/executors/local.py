@@ -91,8 +91,6 @@ def run_group(
     def append(cell: Cell, record: Record, accuracies: np.ndarray) -> None:
         on_record(cell, store.append(record, accuracies))
 
-    pretrained: PretrainedBackbone | None = None
-
     def run(checkpoint: dict[str, Any] | None, resume_from: dict[str, Any] | None) -> None:
         snapshots = Snapshots(resume_from, keep_snapshot, SNAPSHOT_EVERY_S)
         compute_group(
@@ -109,6 +107,7 @@ def run_group(
             pretrained,
         )
 
+    pretrained = obtain_pretrained(first, dataset, image_shape, store, device, progress)
     checkpoint = None if force else store.load_checkpoint(first.training_hash)
     if checkpoint is not None:
         try:
@@ -116,7 +115,6 @@ def run_group(
             return
         except CheckpointMismatchError as error:
             store.discard_checkpoint(first.training_hash, str(error))
-    pretrained = obtain_pretrained(first, dataset, image_shape, store, device, progress)
     resume_from = None if force else store.load_snapshot(first.training_hash)
     try:
         run(None, resume_from)

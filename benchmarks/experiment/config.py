@@ -46,6 +46,7 @@ class RunConfig:
     reference: str = "results"
     options: tuple[str, ...] = ()
     train: tuple[str, ...] = ()
+    pretrain: tuple[str, ...] = ()
     time_budget: float | None = None
     precision: str = "fp32"
     episodes: str = "random"
@@ -263,14 +264,24 @@ def train_overrides(config: RunConfig) -> dict[str, Any]:
         UsageError: a malformed item, an unknown field (the error lists the valid ones) or a
             value of the wrong type.
     """
+    return _typed_overrides("--train", config.train)
+
+
+def pretrain_overrides(config: RunConfig) -> dict[str, Any]:
+    """``KEY=VALUE`` strings of ``--pretrain`` -> typed fields of the pre-training stage's
+    :class:`~methods.recipes.TrainConfig` (parsed as :func:`train_overrides` parses)."""
+    return _typed_overrides("--pretrain", config.pretrain)
+
+
+def _typed_overrides(flag: str, items: tuple[str, ...]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
-    for item in config.train:
+    for item in items:
         key, equals, value = item.partition("=")
         if not equals or not key:
-            raise UsageError(f"--train {item!r} must look like KEY=VALUE, e.g. n_query=5")
+            raise UsageError(f"{flag} {item!r} must look like KEY=VALUE, e.g. n_query=5")
         if key not in _TRAIN_FIELD_TYPES:
             raise UsageError(
-                f"--train {item!r}: {key!r} is not a training field; valid: "
+                f"{flag} {item!r}: {key!r} is not a training field; valid: "
                 f"{', '.join(_TRAIN_FIELD_TYPES)}"
             )
         kind = _TRAIN_FIELD_TYPES[key]
@@ -281,7 +292,7 @@ def train_overrides(config: RunConfig) -> dict[str, Any]:
             overrides[key] = kind(value)
         except ValueError:
             expected = "a whole number" if kind is int else "a number"
-            raise UsageError(f"--train {item!r}: {key} must be {expected}") from None
+            raise UsageError(f"{flag} {item!r}: {key} must be {expected}") from None
     return overrides
 
 
@@ -298,6 +309,29 @@ def _with_train_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
         ) from error
 
 
+def _with_pretrain_overrides(recipe: Recipe, overrides: dict[str, Any], method: str) -> Recipe:
+    """``recipe`` with its pre-training stage's fields replaced (the identity follows).
+
+    Raises:
+        UsageError: the recipe has no pre-training stage, or the stage refuses the values.
+    """
+    if not overrides:
+        return recipe
+    given = " ".join(f"{k}={v}" for k, v in overrides.items())
+    if recipe.pretrain is None:
+        raise UsageError(
+            f"--pretrain {given}: {method}'s recipe has no pre-training stage (the "
+            "pretrained-cpu preset on natural images has one)"
+        )
+    try:
+        train = dataclasses.replace(recipe.pretrain.train, **overrides)
+        return dataclasses.replace(
+            recipe, pretrain=dataclasses.replace(recipe.pretrain, train=train)
+        )
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"--pretrain {given}: {error}") from error
+
+
 def plan_cells(config: RunConfig, device: str) -> list[Cell]:
     """Check the configuration and expand it into cells (no data is loaded)."""
     config = checked_config(config)
@@ -306,6 +340,7 @@ def plan_cells(config: RunConfig, device: str) -> list[Cell]:
         method_class(method)
     options = method_options(config, methods)
     training = train_overrides(config)
+    pretraining = pretrain_overrides(config)
     recipes = preset(config.preset)
     spec = dataset_spec(config.dataset)
     split = config.split or spec.default_scheme
@@ -326,6 +361,7 @@ def plan_cells(config: RunConfig, device: str) -> list[Cell]:
                     recipe = dataclasses.replace(recipe, backbone=config.backbone, options=adapted)
                 recipe = dataclasses.replace(recipe, options={**recipe.options, **options[method]})
                 recipe = _with_train_overrides(recipe, training)
+                recipe = _with_pretrain_overrides(recipe, pretraining, method)
                 recipe = with_overrides(
                     recipe,
                     episodes=config.train_episodes,

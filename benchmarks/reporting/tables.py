@@ -51,6 +51,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmarks.records.health import did_not_learn, record_health
 from benchmarks.records.store import RecordStore
 from benchmarks.reporting.plots import setting_order, write_plots
 from benchmarks.reporting.published import (
@@ -78,7 +79,10 @@ def load_records(out: Path) -> pd.DataFrame:
     """
     rows: list[dict[str, Any]] = []
     for records_file in sorted(Path(out).glob("*/records.jsonl")):
-        rows.extend(record.as_dict() for record in RecordStore(records_file.parent).records())
+        rows.extend(
+            {**record.as_dict(), "health": record_health(record)}
+            for record in RecordStore(records_file.parent).records()
+        )
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows)
@@ -155,11 +159,30 @@ def episode_protocol(records: pd.DataFrame) -> pd.Series:
 def _accuracy_cell(cell: pd.DataFrame) -> str:
     """``mean ± ci95`` in percent: the episode CI for one seed, the CI across seeds (Student's t)
     for several."""
+    flag = _did_not_learn_mark(cell)
     if len(cell) == 1:
         row = cell.iloc[0]
-        return f"{100 * row.accuracy:.2f} ± {100 * row.ci95:.2f}"
+        return f"{100 * row.accuracy:.2f} ± {100 * row.ci95:.2f}{flag}"
     mean, half = across_seeds(cell["accuracy"].to_numpy())
-    return f"{100 * mean:.2f} ± {100 * half:.2f} ({len(cell)} seeds)"
+    return f"{100 * mean:.2f} ± {100 * half:.2f} ({len(cell)} seeds){flag}"
+
+
+#: How tables mark a cell whose model did not learn (see :mod:`benchmarks.records.health`).
+DID_NOT_LEARN = " ✗ did not learn"
+
+
+def _did_not_learn_mark(cell: pd.DataFrame) -> str:
+    """:data:`DID_NOT_LEARN` when any record of ``cell`` did not learn, else ``""``."""
+    if "health" not in cell:
+        return ""
+    return DID_NOT_LEARN if any(did_not_learn(h) for h in cell["health"]) else ""
+
+
+def health_verdicts(records: pd.DataFrame) -> pd.Series:
+    """Each record's training-health verdict (``"learned"``, ``"near-chance"``, ...)."""
+    if "health" not in records:
+        return pd.Series("unknown", index=records.index)
+    return records["health"].map(lambda h: h.get("verdict", "unknown") if h else "unknown")
 
 
 def comparison_table(records: pd.DataFrame) -> pd.DataFrame:
@@ -234,6 +257,8 @@ RECORD_COLUMNS = [
     "params_head",
     "flops_per_episode",
     "precision",
+    "health",
+    "pretrained_from",
     "device_name",
     "config_hash",
     "training_hash",
@@ -255,6 +280,7 @@ def records_frame(records: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
         accuracy_pct=100 * records["accuracy"],
         ci95_pct=100 * records["ci95"],
         precision=_precision(records),
+        health=health_verdicts(records),
     )
     frame = frame.reindex(columns=RECORD_COLUMNS)
     order = ["variant", "n_way", "k_shot", "seed", "config_hash"]
@@ -353,7 +379,8 @@ def write_tables(out: Path) -> list[Path]:
         if published.empty and episodes == "within-alphabet":
             _write_within_alphabet_published(group, stem, labels)
         _write_official_runs(group, stem, labels)
-        write_plots(group, stem, labels)
+        flagged = group["health"].map(did_not_learn) if "health" in group else False
+        write_plots(group, stem, labels.where(~flagged, labels + DID_NOT_LEARN))
     return written
 
 
@@ -552,6 +579,7 @@ def _published_row(record: Any, ref: Published) -> dict[str, Any]:
         "tolerance_points": allowed,
         "train_episodes": int(record.train_episodes),
         "train_wall_s": record.train_wall_s,
+        "health": (getattr(record, "health", None) or {}).get("verdict", "unknown"),
         **{r.column: value for r, value in REPRODUCTIONS.get(_cell_key(record), {}).items()},
     }
 
@@ -567,8 +595,10 @@ def published_table(published: pd.DataFrame) -> pd.DataFrame:
             "setting": published["setting"],
             "seed": published["seed"],
             "ours": [
-                f"{ours:.2f} ± {half:.2f}"
-                for ours, half in zip(published["ours_pct"], published["ci95_pct"])
+                f"{ours:.2f} ± {half:.2f}" + (DID_NOT_LEARN if health in _NOT_LEARNED else "")
+                for ours, half, health in zip(
+                    published["ours_pct"], published["ci95_pct"], published["health"]
+                )
             ],
             "published": [
                 _as_published(p) + (f" ± {_as_published(h)}" if pd.notna(h) and h else "")
@@ -591,6 +621,9 @@ def published_table(published: pd.DataFrame) -> pd.DataFrame:
             "train time": published["train_wall_s"].map(lambda s: f"{s / 60:.1f} min"),
         }
     )
+
+
+_NOT_LEARNED = ("near-chance", "diverged")
 
 
 def _reproductions() -> list[Any]:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.experiment.presets import available_presets
+from datasets.registry import FAMILIES
 from methods import Conv4, available_methods, backbone_config, create_method, method_class
 from methods.registry import method_recipe
 from tests.methods.helpers import random_episode
@@ -37,7 +38,7 @@ def test_a_training_step_changes_the_weights_and_gives_a_finite_loss(name):
     support_x, support_y, query_x, query_y = random_episode(5, 1, n_query=3)
     before = [p.detach().clone() for p in method.parameters()]
     optimizer = torch.optim.Adam(method.parameters(), lr=1e-2)
-    if method_recipe(name, "quick", "omniglot", 5, 1).train.classification:
+    if method_recipe(name, "quick", "characters", 5, 1).train.classification:
         head = method.training_head(5)
         optimizer.add_param_group({"params": list(head.parameters())})
         loss = F.cross_entropy(head(method.backbone(query_x)), query_y)
@@ -62,8 +63,16 @@ def test_eval_mode_is_deterministic(name):
 
 
 @pytest.mark.parametrize("name", available_methods())
-def test_every_method_has_a_recipe_for_every_preset(name):
-    for preset in available_presets():
-        recipe = method_class(name).recipes[preset]("omniglot", 5, 1)
+def test_every_recipe_in_the_table_names_a_known_preset_family_and_layout(name):
+    for entry in method_class(name).recipes:
+        assert entry.preset in available_presets()
+        assert entry.family in FAMILIES
+        recipe = entry.make(5, 1)
         backbone_config(recipe.backbone)  # names a known layout
-        assert recipe.train.episodes > 0
+        assert recipe.train.episodes > 0 or recipe.pretrain is not None
+
+
+@pytest.mark.parametrize("name", available_methods())
+def test_every_method_has_a_recipe_for_every_preset_on_natural_images(name):
+    for preset in available_presets():
+        method_recipe(name, preset, "natural-images", 5, 1)
