@@ -26,6 +26,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also refresh the <!-- table: NAME --> blocks of these documents (e.g. README.md)",
     )
     args = parser.parse_args(argv)
+    if not Path(args.out).is_dir():
+        print(
+            f"error: --out {args.out}: no such folder; give the folder a run wrote "
+            "(python -m benchmarks.run --out FOLDER)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         written = write_tables(Path(args.out))
     except RecordError as error:

@@ -103,8 +103,22 @@ def read_settings(root: Path) -> FolderSettings:
         raise DatasetFormatError(
             f"unknown key(s) {', '.join(unknown)} in {path}; valid: {', '.join(sorted(valid))}"
         )
+    for key in ("image_size", "channels", "seed"):
+        if key in values and (type(values[key]) is not int):
+            raise DatasetFormatError(
+                f"{path}: {key} must be a whole number (e.g. {key} = "
+                f"{getattr(FolderSettings(), key)}), got {values[key]!r}"
+            )
     if "fractions" in values:
-        values["fractions"] = tuple(float(v) for v in values["fractions"])
+        shares = values["fractions"]
+        if not isinstance(shares, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in shares
+        ):
+            raise DatasetFormatError(
+                f"{path}: fractions must be a list of three numbers (e.g. fractions = "
+                f"[0.64, 0.16, 0.2]), got {shares!r}"
+            )
+        values["fractions"] = tuple(float(v) for v in shares)
     try:
         return FolderSettings(**values)
     except (TypeError, ValueError) as error:

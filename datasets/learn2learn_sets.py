@@ -19,7 +19,9 @@ Under the data root ``R`` each dataset is found in learn2learn's own layout:
 - ``cub``: ``R/cubirds200/CUB_200_2011/images/<class>/*.jpg``.
 
 When the files are missing they are downloaded there by learn2learn. The ``.pkl``/``.pickle``
-files are Python pickles: loading a pickle runs code stored in it, so use only files from a
+files are Python pickles, read with a restricted unpickler (:mod:`datasets.safe_pickle`) that
+constructs only containers, numbers, strings and numpy arrays and refuses anything else, so that
+a file cannot run code; still, use only files from a
 source you trust.
 """
 
@@ -55,6 +57,7 @@ from .paths import (
     resolve_cache_dir,
     resolve_data_root,
 )
+from .safe_pickle import UnsafePickleError, restricted_pickles, safe_load
 from .store import FewShotSplit
 
 LEARN2LEARN_VERSION = "0.2.0"
@@ -153,7 +156,7 @@ def _tiered_class_names(root: Path, mode: str, values: np.ndarray) -> list[str]:
     """WordNet ids from the labels file when it has them, else ``class<label>``."""
     short = "val" if mode == "validation" else mode
     with open(root / "tiered-imagenet" / f"{short}_labels.pkl", "rb") as stream:
-        info = pickle.load(stream)
+        info = safe_load(stream)
     names = info.get("label_specific_str") if isinstance(info, dict) else None
     if names is None or len(names) <= int(values.max()):
         return [f"class{int(v):03d}" for v in values]
@@ -387,13 +390,16 @@ def _read(
 ) -> PartSource:
     """``spec.reader`` with learn2learn's errors turned into ones that name the file and fix."""
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # learn2learn prints progress; not a result
+        # learn2learn prints progress (not a result) and reads pickles itself: restricted here
+        with contextlib.redirect_stdout(sys.stderr), restricted_pickles():
             return spec.reader(l2l, root, mode, download)
     except FileNotFoundError as error:
         raise DatasetNotFoundError(
             f"{spec.title}: learn2learn could not read split {mode!r} under {root}: {error}. "
             f"Expected learn2learn's layout: {_layout_text(spec)}."
         ) from error
+    except UnsafePickleError as error:
+        raise DatasetFormatError(f"{spec.title}: split {mode!r} under {root}: {error}") from error
     except (pickle.UnpicklingError, EOFError, KeyError) as error:
         raise DatasetFormatError(
             f"{spec.title}: split {mode!r} under {root} is not in the format learn2learn reads "

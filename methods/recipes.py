@@ -8,6 +8,7 @@ changes the identity of every committed record.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,10 +88,20 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.episodes < 0 or self.lr <= 0 or self.lr_step < 1 or self.val_episodes < 1:
+        if self.episodes < 0 or self.lr_step < 1 or self.val_episodes < 1 or self.val_every < 0:
             raise ValueError(
-                f"TrainConfig needs episodes >= 0, lr > 0, lr_step >= 1, val_episodes >= 1; got {self}"
+                "TrainConfig needs episodes >= 0, lr_step >= 1, val_episodes >= 1, "
+                f"val_every >= 0; got {self}"
             )
+        if self.n_way < 2 or self.k_shot < 1 or self.n_query < 1:
+            raise ValueError(
+                f"TrainConfig needs n_way >= 2, k_shot >= 1 and n_query >= 1; got n_way="
+                f"{self.n_way}, k_shot={self.k_shot}, n_query={self.n_query}"
+            )
+        for name in ("lr", "lr_gamma", "grad_clip", "time_budget_s"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"TrainConfig.{name} must be a finite number > 0, got {value}")
         if (self.val_n_way is None) != (self.val_n_query is None):
             raise ValueError("TrainConfig: set both val_n_way and val_n_query, or neither")
         if (
@@ -116,8 +127,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.schedule must be None (step) or 'cosine', got {self}")
         for name in ("momentum", "weight_decay", "warmup"):
             value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"TrainConfig.{name} must be >= 0, got {value}")
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"TrainConfig.{name} must be a finite number >= 0, got {value}")
         if self.augment is not None:
             from datasets.augment import POLICIES
 

@@ -150,6 +150,7 @@ def checked_config(config: RunConfig) -> RunConfig:
         ("--ways", min(config.ways), 2),
         ("--shots", min(config.shots), 1),
         ("--queries", config.queries, 1),
+        ("--seeds", min(config.seeds), 0),
         ("--test-episodes", config.test_episodes, 2),
         ("--train-episodes", config.train_episodes, 0),
         ("--val-episodes", config.val_episodes, 1),
@@ -164,6 +165,11 @@ def checked_config(config: RunConfig) -> RunConfig:
         raise UsageError(
             f"--episodes {config.episodes!r} is not a test-episode protocol; valid: "
             f"{', '.join(EPISODE_PROTOCOLS)}"
+        )
+    if config.episodes == "within-alphabet" and config.dataset != "omniglot":
+        raise UsageError(
+            f"--episodes within-alphabet draws each episode from one Omniglot alphabet; "
+            f"--dataset {config.dataset} has no alphabets: leave out --episodes"
         )
     if config.test_runs is not None and config.dataset != "omniglot":
         raise UsageError(
@@ -293,6 +299,8 @@ def _typed_overrides(flag: str, items: tuple[str, ...]) -> dict[str, Any]:
         except ValueError:
             expected = "a whole number" if kind is int else "a number"
             raise UsageError(f"{flag} {item!r}: {key} must be {expected}") from None
+        if kind is float and not math.isfinite(overrides[key]):
+            raise UsageError(f"{flag} {item!r}: {key} must be a finite number")
     return overrides
 
 

@@ -110,7 +110,8 @@ class RecordStore:
             elif line.strip():
                 warnings.warn(
                     f"{self.records_file}:{number} is not a complete record (an interrupted "
-                    "write?); it is ignored and its cell will be run again",
+                    "write?) or holds a result that is not a finite number; it is ignored and "
+                    "its cell will be run again",
                     stacklevel=2,
                 )
         return out
@@ -141,8 +142,9 @@ class RecordStore:
         content = b"".join(line + b"\n" for line in good)
         atomic_write(self.records_file, lambda stream: stream.write(content))
         warnings.warn(
-            f"moved {len(torn)} unreadable line(s) (interrupted writes) from {self.records_file} "
-            f"to {self.torn_file}; their cells will be run again",
+            f"moved {len(torn)} unreadable or damaged line(s) (interrupted writes, results that "
+            f"are not finite numbers) from {self.records_file} to {self.torn_file}; their cells "
+            "will be run again",
             stacklevel=2,
         )
         return len(torn)
@@ -161,6 +163,11 @@ class RecordStore:
             ``record`` as stored: with its ``episodes_file``.
         """
         record = _as_record(record)
+        if not _finite_number(record.accuracy):
+            raise ValueError(
+                f"{record.config_hash}: the test accuracy is {record.accuracy!r}, not a finite "
+                "number; a damaged result is not recorded (its cell will be run again)"
+            )
         self.episodes_dir.mkdir(parents=True, exist_ok=True)
         episodes_file = self.episodes_dir / f"{record.config_hash}.npy"
         atomic_write(episodes_file, lambda stream: np.save(stream, accuracies))
@@ -397,12 +404,26 @@ def _as_record(record: Record | Mapping[str, Any]) -> Record:
 
 
 def _parse_record(line: bytes) -> dict[str, Any] | None:
-    """The record on ``line``, or None when it is not one complete JSON object."""
+    """The record on ``line``, or None when it is not one complete JSON object or is damaged: a
+    bare ``NaN`` or ``Infinity`` token (never written by this store), or an ``accuracy`` that is
+    not a finite number. A damaged result is run again, never reused or shown."""
     try:
-        record = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        record = json.loads(line, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
         return None
-    return record if isinstance(record, dict) else None
+    if not isinstance(record, dict):
+        return None
+    if "accuracy" in record and not _finite_number(record["accuracy"]):
+        return None
+    return record
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a record may hold")
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _finite_or_null(value: Any) -> Any:

@@ -93,7 +93,16 @@ def test_help_is_complete(capsys):
             "n_way=2000 exceeds the 1692 classes of split 'omniglot/vinyals/test'",
         ),
         (["--shots", "10", "--queries", "15"], "10 + 15 = 25 exceeds the 20 images"),
-        (["--preset", "fast"], "valid: quick, paper, paper-cpu"),
+        (["--preset", "fast"], "valid: quick, paper, pretrained-cpu, paper-cpu"),
+        (["--train", "n_way=1"], "--train n_way=1: TrainConfig needs n_way >= 2"),
+        (["--train", "lr=inf"], "--train 'lr=inf': lr must be a finite number"),
+        (["--train", "lr=-0.1"], "TrainConfig.lr must be a finite number > 0, got -0.1"),
+        (["--seeds", "-1"], "--seeds must be a number >= 0, got -1"),
+        (["--pretrain", "episodes=3"], "recipe has no pre-training stage"),
+        (
+            ["--dataset", "mini-imagenet", "--episodes", "within-alphabet"],
+            "within-alphabet draws each episode from one Omniglot alphabet",
+        ),
     ],
 )
 def test_bad_input_fails_before_any_training(run, tmp_path, capsys, flags, message):

@@ -97,6 +97,12 @@ def test_settings_file_sets_size_channels_and_is_checked(folder, tmp_path):
     (root / "fewshot.toml").write_text("fractions = [0.5, 0.5, 0.5]\n")
     with pytest.raises(DatasetFormatError, match="summing to 1"):
         _load(root, tmp_path)
+    (root / "fewshot.toml").write_text('image_size = "big"\n')
+    with pytest.raises(DatasetFormatError, match="image_size must be a whole number.*'big'"):
+        _load(root, tmp_path)
+    (root / "fewshot.toml").write_text('fractions = ["a", 0.5, 0.5]\n')
+    with pytest.raises(DatasetFormatError, match="fractions must be a list of three numbers"):
+        _load(root, tmp_path)
 
 
 def test_folder_without_classes_or_with_a_broken_image(tmp_path):

@@ -228,3 +228,38 @@ def test_unreadable_file_is_a_format_error_naming_it(fake_root, tmp_path):
         )
     assert "validation" in str(caught.value) and str(root / "fc100") in str(caught.value)
     assert [p for p in (tmp_path / "c").iterdir() if not p.name.startswith(".")] == []
+
+
+class _Payload:
+    """What a hostile pickle constructs: anything but data."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_before_it_runs(fake_root, tmp_path):
+    import pickle
+
+    root = tmp_path / "root"
+    fakes.write_fc100(root)
+    (root / "fc100" / "FC100_val.pickle").write_bytes(pickle.dumps({"data": _Payload()}))
+    with pytest.raises(DatasetFormatError, match="asks for posix.system"):
+        load_learn2learn_set(
+            "fc100", root, cache_dir=tmp_path / "c", download=False, progress=False
+        )
+
+
+def test_the_restricted_unpickler_reads_what_dataset_pickles_hold():
+    import pickle
+
+    import numpy as np
+
+    from datasets.safe_pickle import safe_loads
+
+    data = {"labels": [1, 2], "images": np.zeros((2, 3), np.uint8), "names": (b"n01", "n02")}
+    for protocol in (2, pickle.HIGHEST_PROTOCOL):
+        loaded = safe_loads(pickle.dumps(data, protocol=protocol))
+        assert loaded["labels"] == [1, 2] and loaded["names"] == (b"n01", "n02")
+        assert np.array_equal(loaded["images"], data["images"])

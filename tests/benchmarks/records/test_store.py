@@ -145,7 +145,7 @@ def test_non_finite_numbers_are_written_as_null_so_every_line_is_json(tmp_path):
     store = RecordStore(tmp_path)
     record = sample_record(
         config_hash="abc",
-        accuracy=float("nan"),
+        accuracy=0.5,
         val_history=[{"episode": 1, "train_loss": float("nan"), "val_accuracy": 0.5}],
         extra={
             "times": {
@@ -159,12 +159,34 @@ def test_non_finite_numbers_are_written_as_null_so_every_line_is_json(tmp_path):
     line = store.records_file.read_text().strip()
     assert "NaN" not in line and "Infinity" not in line
     strict = json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in {line}"))
-    assert strict["accuracy"] is None and strict["times"]["train"] is None
+    assert strict["accuracy"] == 0.5 and strict["times"]["train"] is None
     assert strict["times"]["per_episode"] == [1.0, None, None] and strict["pair"] == [0.5, None]
     assert strict["val_history"][0]["train_loss"] is None and "extra" not in strict
     (read,) = store.records()
-    assert read == Record.from_dict(strict) and read.accuracy is None
+    assert read == Record.from_dict(strict)
     assert read.extra == {"times": strict["times"], "pair": [0.5, None]}
+
+
+def test_a_result_that_is_not_a_finite_number_is_never_recorded(tmp_path):
+    store = RecordStore(tmp_path)
+    with pytest.raises(ValueError, match="not a finite number"):
+        store.append(sample_record(config_hash="abc", accuracy=float("nan")), np.array([0.5]))
+    assert not store.records_file.exists()
+
+
+@pytest.mark.parametrize("accuracy", ["NaN", "Infinity", "null", '"0.9"'])
+def test_a_record_line_with_a_damaged_result_is_moved_aside_and_run_again(tmp_path, accuracy):
+    store = RecordStore(tmp_path)
+    store.append(sample_record(config_hash="good", accuracy=0.5), np.array([0.5]))
+    good = store.records_file.read_text()
+    bad = good.replace('"accuracy": 0.5', f'"accuracy": {accuracy}').replace("good", "bad")
+    store.records_file.write_text(good + bad)
+    with pytest.warns(UserWarning, match="not a finite number"):
+        assert [r.config_hash for r in store.records()] == ["good"]
+    with pytest.warns(UserWarning, match="damaged"):
+        assert store.repair() == 1
+    assert store.records_file.read_text() == good
+    assert '"bad"' in store.torn_file.read_text()
 
 
 @pytest.mark.parametrize(
@@ -212,7 +234,8 @@ def test_repair_moves_torn_lines_aside_once_and_keeps_them(tmp_path):
     assert len(caught) == 1
     message = str(caught[0].message)
     assert message.startswith(
-        f"moved 3 unreadable line(s) (interrupted writes) from {store.records_file} to {store.torn_file}"
+        "moved 3 unreadable or damaged line(s) (interrupted writes, results that are not "
+        f"finite numbers) from {store.records_file} to {store.torn_file}"
     )
     assert store.torn_file.read_bytes() == b'{"config_hash": "tor\n[1, 2]\n\xe2\x82\n'
     with warnings.catch_warnings():
@@ -227,7 +250,7 @@ def test_repair_appends_to_an_existing_torn_file_and_does_nothing_without_record
     assert store.repair() == 0 and not store.records_file.exists()
     store.torn_file.write_text("older\n")
     store.records_file.write_text('{"config_hash": "abc"}\n{"con\n')
-    with pytest.warns(UserWarning, match="moved 1 unreadable line"):
+    with pytest.warns(UserWarning, match="moved 1 unreadable or damaged line"):
         assert store.repair() == 1
     assert store.torn_file.read_text() == 'older\n{"con\n'
     assert store.records_file.read_text() == '{"config_hash": "abc"}\n'
