@@ -25,6 +25,14 @@ import numpy as np
 import torch
 
 from benchmarks.engine.group import compute_group
+from benchmarks.engine.pretraining import (
+    PretrainedBackbone,
+    as_payload,
+    from_payload,
+    pretrain_backbone,
+    pretraining_hash,
+    summary,
+)
 from benchmarks.executors.faults import Fault, TransientCellError
 from benchmarks.experiment.cells import Cell
 from benchmarks.records.record import Record
@@ -234,6 +242,7 @@ def run_group_task(
     threads: int,
     checkpoint: dict[str, Any] | None,
     fault: Fault | None,
+    pretrained: PretrainedBackbone | None = None,
 ) -> GroupOutput:
     """The body of one Ray task: train and test one group, writing nothing."""
     torch.set_num_threads(threads)
@@ -264,8 +273,54 @@ def run_group_task(
         checkpoint,
         keep_checkpoint,
         keep_cell,
+        pretrained=pretrained,
     )
     return output
+
+
+def pretrain_task(
+    cell: Cell,
+    data: ShippedDataset,
+    image_shape: tuple[int, int, int],
+    device: str,
+    threads: int,
+) -> dict[str, Any]:
+    """The body of a Ray task that trains ``cell``'s shared pre-trained backbone; returns it as
+    a payload (see :func:`benchmarks.engine.pretraining.as_payload`) and its summary."""
+    torch.set_num_threads(threads)
+    target = torch.device(device)
+    pretrained = pretrain_backbone(cell, data.loaded(), image_shape, target, False)
+    return {"payload": as_payload(pretrained), "summary": summary(pretrained, target)}
+
+
+def _pretrained_backbones(
+    ray: Any,
+    groups: list[list[Cell]],
+    data: Any,
+    image_shape: tuple[int, int, int],
+    store: RecordStore,
+    device: str,
+    options: RayOptions,
+) -> dict[str, PretrainedBackbone]:
+    """Every pre-trained backbone the groups start from, by key: the kept ones read from
+    ``store``, the others trained first, one Ray task per key, and kept."""
+    needed: dict[str, Cell] = {}
+    for group in groups:
+        key = pretraining_hash(group[0])
+        if key is not None:
+            needed.setdefault(key, group[0])
+    task = ray.remote(pretrain_task).options(
+        num_cpus=options.cpus_per_cell, num_gpus=options.gpus_for(device)
+    )
+    found: dict[str, PretrainedBackbone] = {}
+    for key, cell in needed.items():
+        kept = store.load_pretrained(key)
+        if kept is None:
+            made = ray.get(task.remote(cell, data, image_shape, device, options.cpus_per_cell))
+            store.save_pretrained(key, made["payload"], made["summary"])
+            kept = made["payload"]
+        found[key] = from_payload(kept)
+    return found
 
 
 # --- the driver ----------------------------------------------------------------------------------
@@ -304,12 +359,22 @@ def run_on_ray(
         max_retries=options.max_retries,
         retry_exceptions=[TransientCellError],
     )
+    backbones = _pretrained_backbones(ray, groups, data, image_shape, store, device, options)
     pending: dict[Any, list[Cell]] = {}
     for group in groups:
         reuse = not force and group[0].training_hash not in retrain
         checkpoint = store.load_checkpoint(group[0].training_hash) if reuse else None
+        key = pretraining_hash(group[0])
         ref = task.remote(
-            group, data, splits, image_shape, device, options.cpus_per_cell, checkpoint, fault
+            group,
+            data,
+            splits,
+            image_shape,
+            device,
+            options.cpus_per_cell,
+            checkpoint,
+            fault,
+            None if key is None else backbones[key],
         )
         pending[ref] = group
 

@@ -248,3 +248,43 @@ def test_a_malformed_fault_is_a_clear_error(monkeypatch):
         Fault.from_environment()
     monkeypatch.setenv(FAULT_ENV, "")
     assert Fault.from_environment() is None
+
+
+def test_ray_pretrains_once_and_starts_every_group_from_the_same_backbone(
+    ray_instance, tmp_path, monkeypatch
+):
+    """A pre-trained recipe on Ray gives the local executor's records, from one pre-training."""
+    from tests.benchmarks.engine.test_pretraining import TINY_PRETRAIN, TINY_TRAIN
+    from tests.datasets.fakes import write_class_folder
+
+    photos = tmp_path / "photos"
+    write_class_folder(photos, classes=12)
+    (photos / "fewshot.toml").write_text("image_size = 20\n")
+    monkeypatch.delenv(FAULT_ENV, raising=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for out, executor in (("local", ()), ("ray", ("--executor", "ray"))):
+            flags = ["--dataset", "folder", "--data-root", str(photos), "--cache-dir",
+                     str(tmp_path / "cache"), "--out", str(tmp_path / out), "--quiet",
+                     "--device", "cpu", "--preset", "pretrained-cpu", "--methods", "protonet",
+                     "relnet", "--ways", "2", "--shots", "1", "--queries", "1",
+                     "--test-episodes", "2", "--train-episodes", "2", "--train", *TINY_TRAIN,
+                     "--pretrain", *TINY_PRETRAIN, *executor]  # fmt: skip
+            assert main(flags) == 0
+    finally:
+        torch.set_num_threads(threads)
+    local, distributed = (
+        {
+            r["config_hash"]: r
+            for r in map(
+                json.loads, (tmp_path / o / "folder" / "records.jsonl").read_text().splitlines()
+            )
+        }
+        for o in ("local", "ray")
+    )
+    assert set(local) == set(distributed) and len(local) == 2
+    for key, record in local.items():
+        assert distributed[key]["pretrained_from"] == record["pretrained_from"]
+        assert distributed[key]["accuracy"] == record["accuracy"]
+    assert len(list((tmp_path / "ray" / "folder" / "pretrained").glob("*.pt"))) == 1
