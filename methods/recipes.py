@@ -98,10 +98,15 @@ class TrainConfig:
                 f"TrainConfig needs n_way >= 2, k_shot >= 1 and n_query >= 1; got n_way="
                 f"{self.n_way}, k_shot={self.k_shot}, n_query={self.n_query}"
             )
-        for name in ("lr", "lr_gamma", "grad_clip", "time_budget_s"):
+        for name in ("lr", "lr_gamma", "grad_clip"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ValueError(f"TrainConfig.{name} must be a finite number > 0, got {value}")
+        budget = self.time_budget_s
+        if budget is not None and not (math.isfinite(budget) and budget >= 0):
+            raise ValueError(
+                f"TrainConfig.time_budget_s must be a finite number >= 0, got {budget}"
+            )
         if (self.val_n_way is None) != (self.val_n_query is None):
             raise ValueError("TrainConfig: set both val_n_way and val_n_query, or neither")
         if (

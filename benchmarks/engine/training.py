@@ -14,7 +14,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from benchmarks.engine.devices import autocast
+from benchmarks.engine.devices import autocast, seeded
 from benchmarks.engine.evaluation import evaluate
 from datasets import ClassificationBatches, EpisodeSampler
 from methods import FewShotMethod
@@ -113,7 +113,8 @@ def train(
         batches = ClassificationBatches(
             sampler.split, config.batch_size, sampler.seed, augment=config.augment
         )
-        head = method.training_head(sampler.split.num_classes).to(device).train()
+        with seeded(sampler.seed):  # the same head in every process, whatever ran before
+            head = method.training_head(sampler.split.num_classes).to(device).train()
     parameters = list(method.parameters()) + ([] if head is None else list(head.parameters()))
     optimizer = make_optimizer(parameters, config)
     schedule = make_schedule(optimizer, config)

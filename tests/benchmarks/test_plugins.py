@@ -17,9 +17,10 @@ from typing import ClassVar
 
 from methods import Recipe, TrainConfig, register_method
 from methods.protonet import PrototypicalNet
+from methods.recipes import ANY_BACKBONE, CHARACTERS, RecipeEntry
 
 
-def _paper(dataset, n_way, k_shot):
+def _paper(n_way, k_shot):
     return Recipe(backbone="conv4", train=TrainConfig(
         episodes=3, n_way=n_way, k_shot=k_shot, n_query=2, val_every=0, val_episodes=2))
 
@@ -29,7 +30,7 @@ class ToyNet(PrototypicalNet):
     """Toy: prototypes under another name."""
 
     name = "toy"
-    recipes: ClassVar = {"paper": _paper}
+    recipes: ClassVar = (RecipeEntry("paper", CHARACTERS, ANY_BACKBONE, _paper),)
 '''
 
 
@@ -78,4 +79,5 @@ def test_a_preset_the_method_has_no_recipe_for_is_an_error(toy_module, tmp_path,
     code = main(["--methods", "toy", "--preset", "quick", "--out", str(tmp_path / "out")])
     assert code == 2
     err = capsys.readouterr().err
-    assert "method 'toy' has no recipe for preset 'quick' (its recipes: paper)" in err
+    assert "method 'toy' has no recipe for quick/characters/" in err
+    assert "its recipes: paper/characters/any" in err

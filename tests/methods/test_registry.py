@@ -99,7 +99,7 @@ def test_options_are_listed_with_defaults_first_and_every_choice():
     assert "relation=conv|mlp" in relnet and "fc_hidden=8" in relnet
     assert "learn_temperature=false" in option_choices("matchnet")
     assert "similarity=cosine|support-normalized" in option_choices("matchnet")
-    assert option_choices("protonet") == []
+    assert option_choices("protonet") == ["temperature=1.0"]
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,7 @@ def test_time_budget_stops_training_and_says_so():
 
 
 def test_bad_config_is_rejected():
-    with pytest.raises(ValueError, match="lr > 0"):
+    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
         TrainConfig(lr=0.0)
 
 

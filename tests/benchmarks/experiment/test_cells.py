@@ -80,7 +80,10 @@ def test_record_identities_survive_new_optional_training_fields():
             RunConfig(methods=("relnt",)),
             "unknown method 'relnt'; registered methods: baseline, baselinepp, matchnet, protonet, relnet, simpleshot",
         ),
-        (RunConfig(preset="fast"), "unknown preset 'fast'; valid: quick, paper, paper-cpu"),
+        (
+            RunConfig(preset="fast"),
+            "unknown preset 'fast'; valid: quick, paper, pretrained-cpu, paper-cpu",
+        ),
         (
             RunConfig(dataset="cifar"),
             "unknown dataset 'cifar'; available: cifar-fs, cub, fc100, folder, mini-imagenet, omniglot",
@@ -310,7 +313,8 @@ def test_every_committed_record_keeps_its_identity():
 def test_the_long_protonet_run_is_the_paper_cpu_recipe_with_a_longer_schedule():
     """The committed long miniImageNet ProtoNet run (``results/long-run/``) is what its README
     paragraph says: the ``paper-cpu`` 5-way 5-shot recipe with 7,000 episodes, the rate halved
-    every 2,500 and a 6,000 s budget; nothing else about the recipe differs."""
+    every 2,500 and a 6,000 s budget; nothing else about the recipe differs but the ProtoNet
+    temperature on natural images, which came after it (the record keeps temperature 1)."""
     (record,) = _committed_records("long-run/mini-imagenet/records.jsonl")
     run = RunConfig(methods=("protonet",), dataset="mini-imagenet", shots=(5,), preset="paper-cpu")
     (short,) = plan_cells(run, "cpu")
@@ -318,12 +322,14 @@ def test_the_long_protonet_run_is_the_paper_cpu_recipe_with_a_longer_schedule():
         dataclasses.replace(run, train_episodes=7000, train=("lr_step=2500",), time_budget=6000.0),
         "cpu",
     )
-    long = dataclasses.replace(long, data=record["config"].get("data"))
+    assert short.recipe.options == {"temperature": 64.0}
+    recipe = dataclasses.replace(long.recipe, options=record["config"]["recipe"]["options"])
+    long = dataclasses.replace(long, recipe=recipe, data=record["config"].get("data"))
+    assert recipe.options == {}
     assert long.config_hash == record["config_hash"]
     assert long.recipe.train == dataclasses.replace(
         short.recipe.train, episodes=7000, lr_step=2500, time_budget_s=6000.0
     )
-    assert long.recipe.options == short.recipe.options
 
 
 def test_backbone_replaces_every_recipes_own_and_is_part_of_the_identity():
@@ -355,7 +361,7 @@ def test_the_test_episode_protocol_is_part_of_a_cells_identity_but_not_of_its_tr
         plan_cells(RunConfig(episodes="lake"), "cpu")
 
 
-def test_another_backbone_drops_the_relation_layout_made_for_conv4_maps():
+def test_a_natural_image_recipe_made_for_conv4_maps_is_not_moved_to_another_backbone():
     def relnet_options(backbone, *options):
         config = RunConfig(
             methods=("relnet",),
@@ -369,7 +375,13 @@ def test_another_backbone_drops_the_relation_layout_made_for_conv4_maps():
 
     assert relnet_options(None) == {"relation_layout": "unpadded"}
     assert relnet_options("conv4-relnet") == {"relation_layout": "unpadded"}
-    assert relnet_options("resnet18") == {}
-    # what the user asks for is kept (and fails, with its message, when the model is built)
-    asked = relnet_options("resnet12", "relnet.relation_layout=unpadded")
-    assert asked == {"relation_layout": "unpadded"}
+    with pytest.raises(ValueError, match="no recipe for paper-cpu/natural-images/resnet18"):
+        relnet_options("resnet18")
+
+
+def test_another_backbone_drops_the_relation_layout_made_for_conv4_maps():
+    from methods import method_class
+
+    adapt = method_class("relnet").options_for_backbone
+    assert adapt({"relation_layout": "unpadded"}, "conv4-relnet") == {"relation_layout": "unpadded"}
+    assert adapt({"relation_layout": "unpadded"}, "resnet18") == {}
