@@ -84,14 +84,17 @@ def fit_support_classifier(
     episode's result is a function of its features.
 
     Works inside ``torch.inference_mode`` (as testing runs): the classifier is made and the
-    features are copied outside it.
+    features are copied outside it. Runs in fp32 whatever autocast surrounds it: under autocast
+    the first forward pass caches a bfloat16 copy of the weights for the rest of the surrounding
+    block, so every step would score with the untrained classifier (chance accuracy).
     """
     generator = torch.Generator().manual_seed(seed)
     threads = torch.get_num_threads()
     # hundreds of tiny steps: one thread is 7x faster than two here (no fork-join per operator)
     torch.set_num_threads(1)
     try:
-        with torch.inference_mode(False), torch.enable_grad():
+        no_autocast = torch.autocast(support.device.type, enabled=False)
+        with torch.inference_mode(False), torch.enable_grad(), no_autocast:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 classifier = make_classifier().to(support.device)

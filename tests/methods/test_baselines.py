@@ -42,6 +42,21 @@ def test_test_time_classifiers_are_seeded_and_fit_the_support_set(method):
         assert not torch.equal(other(support_x, support_y, query_x), first)
 
 
+@pytest.mark.parametrize("method", ["baseline", "baselinepp"])
+def test_test_time_classifiers_learn_the_same_under_bf16_autocast(method):
+    """Testing in bf16 runs under one autocast block; the classifier trained inside it must not
+    score with a cached copy of its initial weights (it did: chance accuracy)."""
+    model = create_method(method, Identity(8), {})
+    support_x, support_y, query_x, _ = _features()
+    support_x = support_x + 3.0 * torch.eye(8)[support_y].view(-1, 8, 1, 1)
+    with torch.inference_mode():
+        plain = model(support_x, support_y, support_x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = model(support_x, support_y, support_x)
+    assert torch.allclose(plain, autocast.float(), atol=0.05)  # scored in bf16, trained alike
+    assert (autocast.argmax(1) == support_y).float().mean() >= 0.6
+
+
 def test_baselinepp_scores_are_scaled_cosines_times_a_learned_class_norm():
     classifier = CosineClassifier(4, 3, cosine_scale(3))
     assert cosine_scale(3) == 2.0 and cosine_scale(201) == 10.0
