@@ -45,6 +45,9 @@ class TrainConfig:
             ``"cosine"``: a one-cycle rate, linear warm-up over ``warmup`` episodes to ``lr``,
             then a cosine decay to 0 at the last episode (``lr_step`` and ``lr_gamma`` unused).
         warmup: episodes of linear warm-up of the cosine schedule (``None``: none).
+        head_lr_scale: the parameters outside the backbone (a relation module, a classifier
+            head) learn at ``lr`` times this (``None``: 1), as when a new head is trained on a
+            pre-trained backbone.
         augment: the name of the augmentation policy applied to training images (see
             ``datasets.augment.POLICIES``), or ``None`` for none; validation and test images
             are never augmented.
@@ -71,6 +74,7 @@ class TrainConfig:
     schedule: str | None = None
     warmup: int | None = None
     augment: str | None = None
+    head_lr_scale: float | None = None
 
     # Fields added after records were first published: left out of a cell's configuration (and
     # so of its hash) while unset, so that existing records keep their identity.
@@ -85,6 +89,7 @@ class TrainConfig:
         "schedule",
         "warmup",
         "augment",
+        "head_lr_scale",
     )
 
     def __post_init__(self) -> None:
@@ -98,7 +103,7 @@ class TrainConfig:
                 f"TrainConfig needs n_way >= 2, k_shot >= 1 and n_query >= 1; got n_way="
                 f"{self.n_way}, k_shot={self.k_shot}, n_query={self.n_query}"
             )
-        for name in ("lr", "lr_gamma", "grad_clip"):
+        for name in ("lr", "lr_gamma", "grad_clip", "head_lr_scale"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ValueError(f"TrainConfig.{name} must be a finite number > 0, got {value}")

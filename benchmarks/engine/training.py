@@ -116,7 +116,9 @@ def train(
         with seeded(sampler.seed):  # the same head in every process, whatever ran before
             head = method.training_head(sampler.split.num_classes).to(device).train()
     parameters = list(method.parameters()) + ([] if head is None else list(head.parameters()))
-    optimizer = make_optimizer(parameters, config)
+    backbone = {id(p) for p in method.backbone.parameters()}
+    heads = [p for p in parameters if id(p) not in backbone]
+    optimizer = make_optimizer(list(method.backbone.parameters()), heads, config)
     schedule = make_schedule(optimizer, config)
     result = TrainResult()
     best_state = None
@@ -251,15 +253,21 @@ def train(
     return result
 
 
-def make_optimizer(parameters: list[torch.nn.Parameter], config: TrainConfig) -> Optimizer:
-    """Adam (the default) or SGD with Nesterov momentum, as ``config`` says."""
+def make_optimizer(
+    backbone: list[torch.nn.Parameter], heads: list[torch.nn.Parameter], config: TrainConfig
+) -> Optimizer:
+    """Adam (the default) or SGD with Nesterov momentum, as ``config`` says, over the backbone's
+    parameters at ``lr`` and the others (relation module, heads) at ``lr * head_lr_scale``."""
     decay = config.weight_decay or 0.0
+    groups: list[dict[str, Any]] = [{"params": backbone}]
+    if heads:
+        groups.append({"params": heads, "lr": config.lr * (config.head_lr_scale or 1.0)})
     if config.optimizer == "sgd":
         momentum = 0.9 if config.momentum is None else config.momentum
         return torch.optim.SGD(
-            parameters, lr=config.lr, momentum=momentum, nesterov=momentum > 0, weight_decay=decay
+            groups, lr=config.lr, momentum=momentum, nesterov=momentum > 0, weight_decay=decay
         )
-    return torch.optim.Adam(parameters, lr=config.lr, weight_decay=decay)
+    return torch.optim.Adam(groups, lr=config.lr, weight_decay=decay)
 
 
 def make_schedule(optimizer: Optimizer, config: TrainConfig) -> LRScheduler:
