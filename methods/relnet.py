@@ -275,13 +275,14 @@ def _pretrained_cpu(n_way: int, k_shot: int) -> Recipe:
     """From the shared pre-trained Conv-4 (:data:`~methods.recipes.NATURAL_PRETRAINING`, 64x5x5
     maps on 84x84 images, so the padded relation module of the Omniglot network): the paper's
     5-way episodes (15 / 10 queries at 1 / 5 shots), sum of support maps, sigmoid + MSE, 3,000 /
-    2,000 episodes; the paper's Adam, at 1e-4 for the pre-trained backbone and 1e-3 for the new
+    4,000 episodes (2,000 at 5 shots left validation rising until the rate reached 0: 59.4,
+    60.3, 60.4, 60.9, 60.9% at episodes 1,000-2,000, test 62.02%); the paper's Adam, at 1e-4 for the pre-trained backbone and 1e-3 for the new
     relation module (``head_lr_scale=10``), with a cosine decay; crop-and-flip augmentation.
     (300-episode pilots at 1 shot, 200 test episodes: SGD 1e-3 for both 21.8%, the module does
     not learn; Adam 1e-3 for both 39.3%; Adam 1e-4 for both 29.8%; SGD 0.01 with the module at
     0.1 42.6%; this recipe 44.5%.)"""
     train = pretrained_meta_train(
-        k_shot, episodes=3000 if k_shot == 1 else 2000, n_query=15 if k_shot == 1 else 10
+        k_shot, episodes=3000 if k_shot == 1 else 4000, n_query=15 if k_shot == 1 else 10
     )
     train = dataclasses.replace(
         train, optimizer=None, momentum=None, weight_decay=None, lr=1e-4, head_lr_scale=10.0
