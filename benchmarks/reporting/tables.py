@@ -90,7 +90,22 @@ def load_records(out: Path) -> pd.DataFrame:
         _with_current_defaults(method, options)
         for method, options in zip(frame["method"], frame["method_options"])
     ]
-    return frame.drop_duplicates("config_hash", keep="last").reset_index(drop=True)
+    frame = frame.drop_duplicates("config_hash", keep="last")
+    position = _table_position(frame)
+    frame = frame.drop_duplicates(position, keep="last")
+    return frame.drop(columns=[c for c in position if c.startswith("_")]).reset_index(drop=True)
+
+
+def _table_position(frame: pd.DataFrame) -> list[str]:
+    """Adds to ``frame`` and names the columns that place a record in a table (dataset, split,
+    preset, device kind, test protocol, method variant, setting, seed): of two records in one
+    place, the later one (a re-run under a changed recipe) is shown; the file keeps both."""
+    frame["_options"] = frame["method_options"].map(_options_json)
+    frame["_precision"] = _precision(frame)
+    frame["_device"] = device_kind(frame)
+    frame["_episodes"] = episode_protocol(frame)
+    return ["dataset", "split", "preset", "_device", "_episodes", "method", "_options",
+            "_precision", "setting", "seed"]  # fmt: skip
 
 
 def _defaults(method: str) -> dict[str, Any]:

@@ -602,3 +602,21 @@ def test_mini_imagenet_published_comparison_adds_the_re_implementations():
         published_frame(pd.DataFrame([_record("relnet", "5-way 1-shot", 0.99, 0.01)]))
     )
     assert "Chen et al. 2019" not in omniglot.columns  # Omniglot tables keep their columns
+
+
+def test_a_re_run_under_a_changed_recipe_replaces_the_earlier_record_in_tables(tmp_path):
+    """Two records of one variant, setting and seed (a recipe changed in between): the table
+    shows the later one, never their mean as if they were two seeds; the file keeps both."""
+    from benchmarks.records.store import RecordStore
+    from benchmarks.reporting.tables import load_records
+    from tests.benchmarks.records.samples import sample_record
+
+    store = RecordStore(tmp_path / "omniglot")
+    for config_hash, accuracy in (("before", 0.5), ("after", 0.7)):
+        store.append(sample_record(config_hash=config_hash, accuracy=accuracy), np.array([0.6]))
+    (shown,) = load_records(tmp_path).itertuples()
+    assert (shown.config_hash, shown.accuracy) == ("after", 0.7)
+    assert len(store.records()) == 2
+    other_seed = sample_record(config_hash="seed1", accuracy=0.6, seed=1)
+    store.append(other_seed, np.array([0.6]))
+    assert sorted(load_records(tmp_path)["seed"]) == [0, 1]
