@@ -140,11 +140,7 @@ def with_precision(config: RunConfig, device: torch.device) -> RunConfig:
     driver resolved, which the cells' hardware is assumed to share)."""
     if config.precision != "auto":
         return config
-    try:
-        precision = resolve_precision(config.precision, device)
-    except ValueError as error:
-        raise UsageError(str(error)) from error
-    return dataclasses.replace(config, precision=precision)
+    return dataclasses.replace(config, precision=resolve_precision("auto", device))
 
 
 def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult:

@@ -128,3 +128,12 @@ def augment_seed(seed: int) -> torch.Generator:
     """The generator of one batch's augmentation, from that batch's 63-bit seed (a stream apart
     from the one that chose the batch's images)."""
     return torch.Generator().manual_seed(seed ^ 0x5DEECE66D)
+
+
+def augmented(policy: Augmentation | None, pixels: Tensor, seed: int) -> Tensor:
+    """uint8 ``pixels [..., C, H, W]`` through ``policy`` seeded by ``seed`` (the batch's or
+    episode's seed); unchanged without a policy."""
+    if policy is None:
+        return pixels
+    flat = pixels.reshape(-1, *pixels.shape[-3:])
+    return policy(flat, augment_seed(seed)).view_as(pixels)

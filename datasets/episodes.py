@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .augment import augment_seed, augmentation
+from .augment import augmentation, augmented
 from .store import FewShotSplit
 
 
@@ -101,7 +101,6 @@ class EpisodeSampler:
         self.n_query = int(n_query)
         self.seed = int(seed)
         self.stream = stream
-        self.augment = augment
         self._augmentation = None if augment is None else augmentation(augment)
         self._max_size = int(split.class_size.max())
         self._support_y = torch.arange(self.n_way).repeat_interleave(self.k_shot)
@@ -143,13 +142,9 @@ class EpisodeSampler:
 
     def __getitem__(self, index: int) -> Episode:
         class_ids, sample_ids = self.draw(index)
-        if self._augmentation is None:
-            images = self.split.gather(class_ids, sample_ids)  # [N, K+Q, C, H, W]
-        else:
-            pixels = self.split.gather_pixels(class_ids, sample_ids)
-            generator = augment_seed(self.episode_seed(index))
-            augmented = self._augmentation(pixels.flatten(0, 1), generator)
-            images = self.split.as_model_input(augmented.view_as(pixels))
+        pixels = self.split.gather_pixels(class_ids, sample_ids)  # [N, K+Q, C, H, W]
+        seed = self.episode_seed(index)
+        images = self.split.as_model_input(augmented(self._augmentation, pixels, seed))
         support = images[:, : self.k_shot].flatten(0, 1)
         query = images[:, self.k_shot :].flatten(0, 1)
         return Episode(support, self._support_y, query, self._query_y, class_ids, index)
@@ -262,7 +257,6 @@ class ClassificationBatches:
         self.split = split
         self.batch_size = int(batch_size)
         self.seed = int(seed)
-        self.augment = augment
         self._augmentation = None if augment is None else augmentation(augment)
         self._ends = torch.cumsum(split.class_size, 0)
         self._total = total
@@ -280,8 +274,6 @@ class ClassificationBatches:
         flat = torch.randperm(self._total, generator=generator)[: self.batch_size]
         classes = torch.searchsorted(self._ends, flat, right=True)
         samples = flat - (self._ends[classes] - self.split.class_size[classes])
-        if self._augmentation is None:
-            return self.split.gather(classes, samples.unsqueeze(1)).squeeze(1), classes
         pixels = self.split.gather_pixels(classes, samples.unsqueeze(1)).squeeze(1)
-        augmented = self._augmentation(pixels, augment_seed(self.batch_seed(index)))
-        return self.split.as_model_input(augmented), classes
+        seed = self.batch_seed(index)
+        return self.split.as_model_input(augmented(self._augmentation, pixels, seed)), classes

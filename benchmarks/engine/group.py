@@ -68,13 +68,11 @@ def samplers(
     for stream, ((way, shot, query), origin) in shapes.items():
         protocol = EPISODE_PROTOCOLS[cell.episodes if stream == "test" else "random"]
         try:
-            split = dataset.split(cell.split, stream)
-            if stream == "train":  # training episodes: random, augmented as the recipe says
-                out[stream] = EpisodeSampler(
-                    split, way, shot, query, cell.seed, stream, augment=train_config.augment
-                )
-            else:
-                out[stream] = protocol(split, way, shot, query, cell.seed, stream)
+            # training episodes (always random) are augmented as the recipe says
+            augment = {"augment": train_config.augment} if stream == "train" else {}
+            out[stream] = protocol(
+                dataset.split(cell.split, stream), way, shot, query, cell.seed, stream, **augment
+            )
         except ValueError as error:
             raise ValueError(
                 f"{stream} episodes ({way}-way {shot}-shot {query}-query, {origin}): {error}"

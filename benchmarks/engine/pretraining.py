@@ -9,8 +9,7 @@ stages take.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,6 +70,7 @@ def pretraining_hash(cell: Cell) -> str | None:
 def pretrain_backbone(
     cell: Cell,
     dataset: LoadedDataset,
+    splits: tuple[str, ...],
     image_shape: tuple[int, int, int],
     device: torch.device,
     progress: bool,
@@ -79,7 +79,8 @@ def pretrain_backbone(
     """Train ``cell``'s backbone as its recipe's pre-training stage says and return it.
 
     The backbone is initialised from the cell's seed, exactly as the method's own backbone would
-    be; the classifier head is dropped afterwards.
+    be; the classifier head is dropped afterwards. ``splits``: the scheme's split names (it is
+    validated when they include ``"val"``).
 
     Raises:
         ValueError: ``cell``'s recipe has no pre-training stage.
@@ -98,7 +99,7 @@ def pretrain_backbone(
         dataset.split(cell.split, "train"), 2, 1, 1, cell.seed, "train"
     )  # the classification protocol reads its split and seed only
     val_sampler = None
-    if "val" in _split_names(dataset, cell.split):
+    if "val" in splits:
         val_sampler = EpisodeSampler(
             dataset.split(cell.split, "val"),
             stage_train.val_n_way or stage_train.n_way,
@@ -126,16 +127,10 @@ def pretrain_backbone(
     )
 
 
-def _split_names(dataset: LoadedDataset, scheme: str) -> tuple[str, ...]:
-    from datasets.registry import dataset_spec
-
-    return dataset_spec(dataset.name).schemes[scheme]
-
-
 def as_payload(pretrained: PretrainedBackbone) -> dict[str, Any]:
     """The checkpoint payload of a pre-trained backbone (``state_dict`` and ``train_result``, as
     the results store keeps every checkpoint, plus its key and configuration)."""
-    return {field.name: getattr(pretrained, field.name) for field in dataclasses.fields(pretrained)}
+    return {field.name: getattr(pretrained, field.name) for field in fields(pretrained)}
 
 
 def summary(pretrained: PretrainedBackbone, device: torch.device) -> dict[str, Any]:
@@ -153,8 +148,5 @@ def summary(pretrained: PretrainedBackbone, device: torch.device) -> dict[str, A
 def from_payload(payload: dict[str, Any]) -> PretrainedBackbone:
     """The pre-trained backbone kept as ``payload`` (see :func:`as_payload`)."""
     return PretrainedBackbone(
-        key=payload["key"],
-        state_dict=payload["state_dict"],
-        train_result=payload["train_result"],
-        config=payload["config"],
+        **{field.name: payload[field.name] for field in fields(PretrainedBackbone)}
     )

@@ -116,9 +116,10 @@ def train(
         with seeded(sampler.seed):  # the same head in every process, whatever ran before
             head = method.training_head(sampler.split.num_classes).to(device).train()
     parameters = list(method.parameters()) + ([] if head is None else list(head.parameters()))
-    backbone = {id(p) for p in method.backbone.parameters()}
-    heads = [p for p in parameters if id(p) not in backbone]
-    optimizer = make_optimizer(list(method.backbone.parameters()), heads, config)
+    backbone = list(method.backbone.parameters())
+    in_backbone = {id(p) for p in backbone}
+    heads = [p for p in parameters if id(p) not in in_backbone]
+    optimizer = make_optimizer(backbone, heads, config)
     schedule = make_schedule(optimizer, config)
     result = TrainResult()
     best_state = None

@@ -107,7 +107,7 @@ def run_group(
             pretrained,
         )
 
-    pretrained = obtain_pretrained(first, dataset, image_shape, store, device, progress)
+    pretrained = obtain_pretrained(first, dataset, splits, image_shape, store, device, progress)
     checkpoint = None if force else store.load_checkpoint(first.training_hash)
     if checkpoint is not None:
         try:
@@ -126,6 +126,7 @@ def run_group(
 def obtain_pretrained(
     cell: Cell,
     dataset: LoadedDataset,
+    splits: tuple[str, ...],
     image_shape: tuple[int, int, int],
     store: RecordStore,
     device: torch.device,
@@ -148,7 +149,7 @@ def obtain_pretrained(
             store.save_snapshot(snapshot_key, payload)
 
         snapshots = Snapshots(resume_from, keep, SNAPSHOT_EVERY_S)
-        return pretrain_backbone(cell, dataset, image_shape, device, progress, snapshots)
+        return pretrain_backbone(cell, dataset, splits, image_shape, device, progress, snapshots)
 
     try:
         pretrained = pretrain(store.load_snapshot(snapshot_key))

@@ -281,6 +281,7 @@ def run_group_task(
 def pretrain_task(
     cell: Cell,
     data: ShippedDataset,
+    splits: tuple[str, ...],
     image_shape: tuple[int, int, int],
     device: str,
     threads: int,
@@ -289,7 +290,7 @@ def pretrain_task(
     a payload (see :func:`benchmarks.engine.pretraining.as_payload`) and its summary."""
     torch.set_num_threads(threads)
     target = torch.device(device)
-    pretrained = pretrain_backbone(cell, data.loaded(), image_shape, target, False)
+    pretrained = pretrain_backbone(cell, data.loaded(), splits, image_shape, target, False)
     return {"payload": as_payload(pretrained), "summary": summary(pretrained, target)}
 
 
@@ -297,6 +298,7 @@ def _pretrained_backbones(
     ray: Any,
     groups: list[list[Cell]],
     data: Any,
+    splits: tuple[str, ...],
     image_shape: tuple[int, int, int],
     store: RecordStore,
     device: str,
@@ -316,7 +318,9 @@ def _pretrained_backbones(
     for key, cell in needed.items():
         kept = store.load_pretrained(key)
         if kept is None:
-            made = ray.get(task.remote(cell, data, image_shape, device, options.cpus_per_cell))
+            made = ray.get(
+                task.remote(cell, data, splits, image_shape, device, options.cpus_per_cell)
+            )
             store.save_pretrained(key, made["payload"], made["summary"])
             kept = made["payload"]
         found[key] = from_payload(kept)
@@ -359,7 +363,9 @@ def run_on_ray(
         max_retries=options.max_retries,
         retry_exceptions=[TransientCellError],
     )
-    backbones = _pretrained_backbones(ray, groups, data, image_shape, store, device, options)
+    backbones = _pretrained_backbones(
+        ray, groups, data, splits, image_shape, store, device, options
+    )
     pending: dict[Any, list[Cell]] = {}
     for group in groups:
         reuse = not force and group[0].training_hash not in retrain

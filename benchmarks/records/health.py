@@ -35,6 +35,8 @@ LEARNED = "learned"
 NEAR_CHANCE = "near-chance"
 DIVERGED = "diverged"
 UNKNOWN = "unknown"
+#: The verdicts of a model that did not learn.
+NOT_LEARNED = (NEAR_CHANCE, DIVERGED)
 
 
 def verdict(
@@ -82,14 +84,15 @@ def verdict(
     return {**out, "verdict": NEAR_CHANCE if reasons else LEARNED, "reasons": reasons}
 
 
+def verdict_name(health: dict[str, Any] | None) -> str:
+    """The verdict of a health record (``"learned"``, ``"near-chance"``, ...), ``"unknown"``
+    without one."""
+    return str((health or {}).get("verdict", UNKNOWN))
+
+
 def did_not_learn(health: dict[str, Any] | None) -> bool:
     """Whether a verdict says the model did not learn (near chance or diverged)."""
-    return health is not None and health.get("verdict") in (NEAR_CHANCE, DIVERGED)
-
-
-def mark(health: dict[str, Any] | None) -> str:
-    """The table mark of a verdict: ``" (did not learn)"`` or ``""``."""
-    return " (did not learn)" if did_not_learn(health) else ""
+    return verdict_name(health) in NOT_LEARNED
 
 
 def record_health(record: Record) -> dict[str, Any]:

@@ -51,7 +51,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks.records.health import did_not_learn, record_health
+from benchmarks.records.health import NOT_LEARNED, did_not_learn, record_health, verdict_name
 from benchmarks.records.store import RecordStore
 from benchmarks.reporting.plots import setting_order, write_plots
 from benchmarks.reporting.published import (
@@ -196,8 +196,8 @@ def _did_not_learn_mark(cell: pd.DataFrame) -> str:
 def health_verdicts(records: pd.DataFrame) -> pd.Series:
     """Each record's training-health verdict (``"learned"``, ``"near-chance"``, ...)."""
     if "health" not in records:
-        return pd.Series("unknown", index=records.index)
-    return records["health"].map(lambda h: h.get("verdict", "unknown") if h else "unknown")
+        return pd.Series(verdict_name(None), index=records.index)
+    return records["health"].map(verdict_name)
 
 
 def comparison_table(records: pd.DataFrame) -> pd.DataFrame:
@@ -594,7 +594,7 @@ def _published_row(record: Any, ref: Published) -> dict[str, Any]:
         "tolerance_points": allowed,
         "train_episodes": int(record.train_episodes),
         "train_wall_s": record.train_wall_s,
-        "health": (getattr(record, "health", None) or {}).get("verdict", "unknown"),
+        "health": verdict_name(getattr(record, "health", None)),
         **{r.column: value for r, value in REPRODUCTIONS.get(_cell_key(record), {}).items()},
     }
 
@@ -610,7 +610,7 @@ def published_table(published: pd.DataFrame) -> pd.DataFrame:
             "setting": published["setting"],
             "seed": published["seed"],
             "ours": [
-                f"{ours:.2f} ± {half:.2f}" + (DID_NOT_LEARN if health in _NOT_LEARNED else "")
+                f"{ours:.2f} ± {half:.2f}" + (DID_NOT_LEARN if health in NOT_LEARNED else "")
                 for ours, half, health in zip(
                     published["ours_pct"], published["ci95_pct"], published["health"]
                 )
@@ -636,9 +636,6 @@ def published_table(published: pd.DataFrame) -> pd.DataFrame:
             "train time": published["train_wall_s"].map(lambda s: f"{s / 60:.1f} min"),
         }
     )
-
-
-_NOT_LEARNED = ("near-chance", "diverged")
 
 
 def _reproductions() -> list[Any]:
