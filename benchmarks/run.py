@@ -14,13 +14,13 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
 import warnings
 from pathlib import Path
 from typing import Any
 
 from benchmarks.experiment.config import (
-    EXECUTORS,
-    PRECISION_CHOICES,
     RunConfig,
     checked_config,
     read_config_file,
@@ -34,7 +34,8 @@ from methods import BACKBONE_NAMES, available_methods, method_summary, option_ch
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults = RunConfig()
+    """The command line: one flag per :class:`RunConfig` field (its help beside the field),
+    plus ``--config`` and ``--list``."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
         description=(
@@ -42,184 +43,51 @@ def build_parser() -> argparse.ArgumentParser:
             "(method x dataset x split x way x shot x seed) and the comparison tables under "
             "--out. Cells already recorded with the same configuration are skipped."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
-    add = parser.add_argument
-    add(
-        "--methods",
-        nargs="+",
-        metavar="NAME",
-        help="methods to compare (default: all registered; see --list)",
-    )
-    add("--dataset", metavar="NAME", help=f"dataset (default: {defaults.dataset})")
-    add(
-        "--split",
-        metavar="SCHEME",
-        help="split scheme of the dataset (default: the dataset's standard one, vinyals for omniglot)",
-    )
-    add(
-        "--ways",
-        nargs="+",
-        type=int,
-        metavar="N",
-        help=f"test ways (default: {' '.join(map(str, defaults.ways))})",
-    )
-    add(
-        "--shots",
-        nargs="+",
-        type=int,
-        metavar="K",
-        help=f"test shots (default: {' '.join(map(str, defaults.shots))})",
-    )
-    add(
-        "--queries",
-        type=int,
-        metavar="Q",
-        help=f"test queries per class (default: {defaults.queries})",
-    )
-    add("--train-episodes", type=int, metavar="E", help="override the preset's training episodes")
-    add(
-        "--val-episodes",
-        type=int,
-        metavar="E",
-        help="override the preset's episodes per validation (a short smoke run of a deep "
-        "backbone spends most of its time validating)",
-    )
-    add(
-        "--test-episodes",
-        type=int,
-        metavar="E",
-        help=f"test episodes per cell (default: {defaults.test_episodes})",
-    )
-    add(
-        "--seeds",
-        nargs="+",
-        type=int,
-        metavar="S",
-        help="seeds; each seed is a separately trained model (default: 0)",
-    )
-    add(
-        "--preset",
-        metavar="NAME",
-        help=f"training recipes: {', '.join(available_presets())} (default: {defaults.preset})",
-    )
-    add(
-        "--episodes",
-        metavar="PROTOCOL",
-        help=f"test-episode protocol: {', '.join(EPISODE_PROTOCOLS)} (default: random; "
-        "within-alphabet: Lake et al.'s Omniglot episodes, one alphabet per episode, support and "
-        "query by different drawers)",
-    )
-    add(
-        "--test-runs",
-        metavar="DIR",
-        help="Omniglot: also test every model on Lake et al.'s 20 official one-shot runs "
-        "(DIR/all_runs/run01 ... run20) and report their error rates",
-    )
-    add(
-        "--backbone",
-        metavar="NAME",
-        help=f"embedding network for every method: {', '.join(BACKBONE_NAMES)} (default: each "
-        "recipe's own, Conv-4)",
-    )
-    add("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (default: auto)")
-    add(
-        "--data-root",
-        metavar="DIR",
-        help="folder holding <dataset>/ (default: $FEWSHOT_DATA_ROOT, else ./data)",
-    )
-    add(
-        "--cache-dir",
-        metavar="DIR",
-        help="preprocessed-data cache (default: $FEWSHOT_CACHE_DIR, else ~/.cache/fewshot-bench)",
-    )
-    add(
-        "--out",
-        metavar="DIR",
-        help=f"folder for this run's records, checkpoints and tables (default: {defaults.out}; the committed reference results are in {defaults.reference}/)",
-    )
-    add(
-        "--reference",
-        metavar="DIR",
-        help=f"reference records to print beside this run's numbers, cell by cell (default: {defaults.reference}, the committed ones)",
-    )
-    add(
-        "--options",
-        nargs="+",
-        metavar="METHOD.KEY=VALUE",
-        help="method options, e.g. relnet.relation=mlp matchnet.fce=true",
-    )
-    add(
-        "--train",
-        nargs="+",
-        metavar="KEY=VALUE",
-        help="override fields of each recipe's training (methods.recipes.TrainConfig), e.g. "
-        "n_query=5 lr_step=3000; the records' identities follow; see --dry-run for the result",
-    )
-    add(
-        "--pretrain",
-        nargs="+",
-        metavar="KEY=VALUE",
-        help="override fields of the shared pre-training stage of recipes that have one (the "
-        "pretrained-cpu preset), e.g. episodes=2400; a changed stage is a new pre-trained "
-        "backbone and new records",
-    )
-    add(
-        "--time-budget",
-        type=float,
-        metavar="SECONDS",
-        help="stop each training after this wall time; the record says how many episodes were trained",
-    )
-    add(
-        "--precision",
-        choices=PRECISION_CHOICES,
-        help="fp32 (default), bf16 autocast for training and testing, or auto: bf16 where the "
-        "device computes bfloat16 natively (CUDA Ampere+, CPUs with AVX512-BF16 or AMX), else "
-        "fp32; records say which ran",
-    )
-    add(
+    hints = typing.get_type_hints(RunConfig)
+    names = flag_names()
+    for field in dataclasses.fields(RunConfig):
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}", **_flag_arguments(field, hints[field.name], names)
+        )
+    parser.add_argument(
         "--config",
         metavar="FILE",
         help="TOML or JSON file with any of these options (flags given here win)",
     )
-    add("--force", action="store_true", help="redo cells that are already recorded")
-    add("--quiet", action="store_true", help="no progress bars; one log line per cell")
-    add(
-        "--dry-run",
-        action="store_true",
-        help="print the cells, which are already recorded and an estimate of the rest's cost; run nothing",
+    parser.add_argument(
+        "--list", action="store_true", help="list methods, datasets and presets, then exit"
     )
-    add(
-        "--executor",
-        choices=EXECUTORS,
-        help="local: one training run after another in this process (default); ray: training runs as Ray tasks in parallel (needs the ray extra)",
-    )
-    add(
-        "--ray-address",
-        metavar="ADDR",
-        help="running Ray cluster to use, e.g. auto or HOST:6379 (default: start a local Ray instance)",
-    )
-    add(
-        "--ray-cpus-per-cell",
-        type=int,
-        metavar="N",
-        help=f"CPUs (and torch threads) per training run under Ray (default: {defaults.ray_cpus_per_cell})",
-    )
-    add(
-        "--ray-gpus-per-cell",
-        type=float,
-        metavar="F",
-        help="GPUs per training run under Ray, fractions allowed (default: 0.25 with a CUDA device, else 0)",
-    )
-    add(
-        "--ray-max-retries",
-        type=int,
-        metavar="N",
-        help=f"retries of a training run whose worker died (default: {defaults.ray_max_retries})",
-    )
-    add("--list", action="store_true", help="list methods, datasets and presets, then exit")
     return parser
+
+
+def flag_names() -> dict[str, str]:
+    """The names a flag's help text lists: presets, backbones, test-episode protocols."""
+    return {
+        "presets": ", ".join(available_presets()),
+        "backbones": ", ".join(BACKBONE_NAMES),
+        "protocols": ", ".join(EPISODE_PROTOCOLS),
+    }
+
+
+def _flag_arguments(field: dataclasses.Field, hint: Any, names: dict[str, str]) -> dict[str, Any]:
+    """``add_argument`` keywords of the flag of a :class:`RunConfig` field of type ``hint``."""
+    meta = field.metadata
+    shown = " ".join(map(str, field.default)) if isinstance(field.default, tuple) else field.default
+    arguments: dict[str, Any] = {"help": meta["help"].format(default=shown, **names)}
+    if hint is bool:
+        return {**arguments, "action": "store_true"}
+    many = typing.get_origin(hint) is tuple
+    kinds = [k for k in typing.get_args(hint) if k not in (type(None), Ellipsis)]
+    arguments["type"] = kinds[0] if kinds else hint
+    if many:
+        arguments["nargs"] = "+"
+    if meta["choices"]:
+        arguments["choices"] = meta["choices"]
+    elif meta["metavar"]:
+        arguments["metavar"] = meta["metavar"]
+    return arguments
 
 
 def parse_config(argv: list[str] | None) -> tuple[RunConfig, bool]:

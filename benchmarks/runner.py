@@ -27,15 +27,17 @@ import torch
 
 from benchmarks.engine.devices import precision_warning, resolve_device, resolve_precision
 from benchmarks.engine.group import samplers
+from benchmarks.executors.contract import SNAPSHOT_EVERY_S, Executor, TrainingGroup
 from benchmarks.executors.faults import Fault
-from benchmarks.executors.local import run_local
+from benchmarks.executors.local import LocalExecutor
 from benchmarks.executors.ray_cluster import (
+    RayExecutor,
     RayOptions,
     RaySession,
     RayUnavailableError,
     ray_device,
-    run_on_ray,
 )
+from benchmarks.executors.sink import RecordSink
 from benchmarks.experiment.cells import (
     Cell,
     RecordCheck,
@@ -132,7 +134,10 @@ def run_experiment(config: RunConfig) -> ExperimentResult:
         KeyboardInterrupt: after the cells finished so far are recorded and tables written.
     """
     with contextlib.ExitStack() as resources:
-        return _run(config, resources)
+        plan = prepare(config, resources)
+        if config.dry_run:
+            return ExperimentResult(plan.cells, len(plan.checked.done), plan=dry_run_report(plan))
+        return execute(plan)
 
 
 def with_precision(config: RunConfig, device: torch.device) -> RunConfig:
@@ -143,45 +148,72 @@ def with_precision(config: RunConfig, device: torch.device) -> RunConfig:
     return dataclasses.replace(config, precision=resolve_precision("auto", device))
 
 
-def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult:
-    options = ray_options(config)
-    session = None
-    if config.executor == "ray":
-        session = RaySession(options)
-        resources.callback(session.close)
-        device = torch.device(ray_device(config.device, options, session))
-        gpus = options.gpus_for(str(device))
-        Fault.from_environment()  # a malformed testing hook fails here, not in the sweep
-    else:
-        device = resolve_device(config.device)
+@dataclass
+class Plan:
+    """A run, planned and checked: its cells, where they run and what is recorded already.
+
+    Attributes:
+        config: the run's configuration (``--precision auto`` resolved).
+        device: the device the cells run on.
+        cells: every cell of the run, in plan order.
+        checked: which cells are recorded already (and which records are stale).
+        store: the results folder of the dataset (locked by this run unless a dry run).
+        dataset: the loaded dataset (with Lake et al.'s official runs when asked for).
+        splits: the split names of the cells' scheme.
+        session: the Ray connection, ``None`` with the local executor.
+    """
+
+    config: RunConfig
+    device: torch.device
+    cells: list[Cell]
+    checked: RecordCheck
+    store: RecordStore
+    dataset: LoadedDataset
+    splits: tuple[str, ...]
+    session: RaySession | None
+
+    @property
+    def pending(self) -> list[Cell]:
+        return [c for c in self.cells if c.config_hash not in self.checked.done]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return dataset_image_shape(self.dataset, self.cells[0])
+
+    def how(self) -> str:
+        """One line: which executor runs the training, with what resources, on which device."""
+        if self.session is None:
+            return (
+                f"executor local: one training run after another in this process, on {self.device}"
+            )
+        options = self.session.options
+        gpus = options.gpus_for(str(self.device))
+        return (
+            f"executor ray ({options.address or 'a local Ray instance'}): each training run is "
+            f"one task with {options.cpus_per_cell} CPU(s) and {gpus:g} GPU(s), on {self.device}"
+        )
+
+
+def prepare(config: RunConfig, resources: contextlib.ExitStack) -> Plan:
+    """Check ``config``, connect to the executor, plan the cells, lock the results folder and
+    load the data; every impossible setting fails here, before any training."""
+    session, device = _connect(config, resources)
     config = with_precision(config, device)
-    # Only here is the hardware known: Ray's tasks may run on other machines.
-    slow = precision_warning(device, config.precision)
-    if config.executor == "local" and slow is not None:
+    slow = precision_warning(device, config.precision)  # only here is the hardware known
+    if session is None and slow is not None:
         log(f"warning: {slow}")
     cells = plan_cells(config, str(device))
-    out = Path(config.out)
-    store = RecordStore(out / config.dataset)
+    store = RecordStore(Path(config.out) / config.dataset)
     if not config.dry_run:
         check_writable(store.root)
         resources.enter_context(store.lock())  # a second run on this folder stops here
         store.repair()
-    try:
-        spec = dataset_spec(config.dataset)
-        dataset = spec.load(config.data_root, config.cache_dir, not config.quiet)
-    except KeyboardInterrupt:
-        log(
-            "interrupted before any training: nothing was recorded, and no cache was left "
-            "half-written; run the same command again"
-        )
-        raise
-    splits = spec.schemes[cells[0].split]
+    spec = dataset_spec(config.dataset)
+    dataset = _load_dataset(config)
     cells = with_data(cells, data_key(dataset, cells[0].split))
     if config.test_runs is not None:
-        side = dataset.split(cells[0].split, "test").image_shape[1]
-        runs = load_official_runs(config.test_runs, image_size=side)
-        dataset = dataclasses.replace(dataset, official_runs=runs)
-        cells = [dataclasses.replace(c, test_runs=runs.fingerprint[:16]) for c in cells]
+        dataset, cells = _with_official_runs(config.test_runs, dataset, cells)
+    splits = spec.schemes[cells[0].split]
     for cell in cells:  # impossible settings fail here, before any training
         try:
             samplers(cell, dataset, splits)
@@ -190,120 +222,125 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
     checked = RecordCheck(set(), {}) if config.force else check_records(cells, store.records())
     for reason in checked.stale.values():
         log(f"warning: {reason}")
-    if config.dry_run:
-        checkpoints = (
-            set()
-            if config.force
-            else {c.training_hash for c in cells if store.checkpoint_path(c.training_hash).exists()}
-        )
-        image_shape = dataset.split(cells[0].split, "test").image_shape
-        if session is None:
-            how = f"executor local: one training run after another in this process, on {device}"
-        else:
-            how = (
-                f"executor ray ({options.address or 'a local Ray instance'}): each training run "
-                f"is one task with {options.cpus_per_cell} CPU(s) and {gpus:g} GPU(s), on {device}"
-            )
-        resumable = (
-            {}
-            if config.force or session is not None  # only the local executor resumes
-            else {
-                training_hash: episode
-                for training_hash in {c.training_hash for c in cells} - checkpoints
-                if (episode := store.snapshot_episode(training_hash)) is not None
-            }
-        )
-        plan = describe_plan(
-            cells,
-            checked.done,
-            checkpoints,
-            CostModel(store.records(), image_shape),
-            how,
-            resumable,
-        )
-        return ExperimentResult(cells, len(checked.done), plan=plan)
-    if session is not None:
-        session.check_fits(gpus)
-    pending = [c for c in cells if c.config_hash not in checked.done]
-    groups = list(group_by_training(pending).values())
-    log(
-        f"{len(cells)} cells ({len(cells) - len(pending)} already recorded, skipped), "
-        f"{len(groups)} training runs, device {device}, results in {store.root}"
-        + (
-            ""
-            if session is None
-            else f"; on Ray, {options.cpus_per_cell} CPU(s) and {gpus:g} GPU(s) per training run"
-        )
-    )
-    result = ExperimentResult(cells, len(cells) - len(pending))
-    finished = 0
-    started = time.perf_counter()
+    return Plan(config, device, cells, checked, store, dataset, splits, session)
 
-    def on_record(cell: Cell, record: Record) -> None:
-        nonlocal finished
-        finished += 1
-        log(
-            f"[{finished}/{len(pending)}] {cell.label}: {100 * record.accuracy:.2f} ± "
-            f"{100 * record.ci95:.2f} % ({record.train_episodes} training episodes, "
-            f"{record.train_wall_s:.0f} s; {record.eval_wall_ms_per_episode:.1f} ms/test episode)"
-        )
 
-    def on_failure(group: list[Cell], message: str) -> None:
-        labels = ", ".join(c.label for c in group)
-        result.failures.append(f"{labels}: {message}")
-        log(f"failed: {labels}: {message}")
+def _connect(
+    config: RunConfig, resources: contextlib.ExitStack
+) -> tuple[RaySession | None, torch.device]:
+    """The Ray session (``None`` for the local executor) and the device the cells run on."""
+    options = ray_options(config)
+    if config.executor != "ray":
+        return None, resolve_device(config.device)
+    session = RaySession(options)
+    resources.callback(session.close)
+    device = torch.device(ray_device(config.device, options, session))
+    options.gpus_for(str(device))  # a GPU share that does not fit the device fails here
+    Fault.from_environment()  # a malformed testing hook fails here, not in the sweep
+    return session, device
 
-    retrain = frozenset(c.training_hash for c in cells if c.config_hash in checked.stale)
-    image_shape = dataset_image_shape(dataset, cells[0])
+
+def _load_dataset(config: RunConfig) -> LoadedDataset:
     try:
-        if session is not None:
-            run_on_ray(
-                session,
-                groups,
-                dataset,
-                splits,
-                image_shape,
-                store,
-                str(device),
-                config.force,
-                on_record,
-                on_failure,
-                retrain=retrain,
-            )
-        else:
-            run_local(
-                groups,
-                dataset,
-                splits,
-                image_shape,
-                store,
-                device,
-                not config.quiet,
-                lambda group: config.force or group[0].training_hash in retrain,
-                on_record,
-                on_failure,
-            )
+        return dataset_spec(config.dataset).load(
+            config.data_root, config.cache_dir, not config.quiet
+        )
     except KeyboardInterrupt:
-        snapshots = sorted(
-            path
-            for path in map(store.snapshot_path, {c.training_hash for c in pending})
-            if path.exists()
-        )
-        kept = (
-            f"; training continues from its last snapshot ({', '.join(p.name for p in snapshots)} "
-            f"in {store.checkpoints_dir}), not from the start"
-            if snapshots
-            else ""
-        )
         log(
-            f"interrupted: the {finished} cell(s) finished in this run are recorded in "
-            f"{store.records_file}; run the same command again to do the rest{kept}"
+            "interrupted before any training: nothing was recorded, and no cache was left "
+            "half-written; run the same command again"
         )
+        raise
+
+
+def _with_official_runs(
+    folder: str, dataset: LoadedDataset, cells: list[Cell]
+) -> tuple[LoadedDataset, list[Cell]]:
+    """``dataset`` holding Lake et al.'s official runs from ``folder``, and ``cells`` naming them."""
+    side = dataset.split(cells[0].split, "test").image_shape[1]
+    runs = load_official_runs(folder, image_size=side)
+    dataset = dataclasses.replace(dataset, official_runs=runs)
+    return dataset, [dataclasses.replace(c, test_runs=runs.fingerprint[:16]) for c in cells]
+
+
+def dry_run_report(plan: Plan) -> str:
+    """What ``--dry-run`` prints: every cell, what is recorded or saved, the rest's cost."""
+    store, force = plan.store, plan.config.force
+    hashes = {c.training_hash for c in plan.cells}
+    checkpoints = set() if force else {h for h in hashes if store.checkpoint_path(h).exists()}
+    resumable = (
+        {}
+        if force
+        else {
+            training_hash: episode
+            for training_hash in hashes - checkpoints
+            if (episode := store.snapshot_episode(training_hash)) is not None
+        }
+    )
+    image_shape = plan.dataset.split(plan.cells[0].split, "test").image_shape
+    return describe_plan(
+        plan.cells,
+        plan.checked.done,
+        checkpoints,
+        CostModel(store.records(), image_shape),
+        plan.how(),
+        resumable,
+    )
+
+
+def training_groups(plan: Plan) -> list[TrainingGroup]:
+    """The plan's pending cells as training groups, in plan order."""
+    config = plan.config
+    stale = {c.training_hash for c in plan.cells if c.config_hash in plan.checked.stale}
+    fault = Fault.from_environment()
+    every_s = 0.0 if fault is not None and fault.snapshots_every_step else SNAPSHOT_EVERY_S
+    return [
+        TrainingGroup(
+            cells=tuple(cells),
+            splits=plan.splits,
+            image_shape=plan.image_shape,
+            device=str(plan.device),
+            retrain=config.force or training_hash in stale,
+            progress=not config.quiet and plan.session is None,
+            snapshot_every_s=every_s,
+            fault=fault,
+        )
+        for training_hash, cells in group_by_training(plan.pending).items()
+    ]
+
+
+def executor(plan: Plan) -> Executor:
+    """The executor the configuration names, reading ``plan``'s store and data."""
+    if plan.session is not None:
+        plan.session.check_fits(plan.session.options.gpus_for(str(plan.device)))
+        return RayExecutor(plan.session, plan.dataset, plan.store)
+    return LocalExecutor(plan.dataset, plan.store)
+
+
+def execute(plan: Plan) -> ExperimentResult:
+    """Run the plan's pending cells, record them as they finish, then write the tables."""
+    groups = training_groups(plan)
+    runner = executor(plan)
+    pending, out, store = plan.pending, Path(plan.config.out), plan.store
+    log(
+        f"{len(plan.cells)} cells ({len(plan.cells) - len(pending)} already recorded, skipped), "
+        f"{len(groups)} training runs, device {plan.device}, results in {store.root}"
+        + ("" if plan.session is None else f"; on Ray, {_ray_share(plan)} per training run")
+    )
+    result = ExperimentResult(plan.cells, len(plan.cells) - len(pending))
+    progress = Progress(len(pending), result)
+    sink = RecordSink(store, progress.recorded, progress.failed)
+    started = time.perf_counter()
+    try:
+        for outcome in runner.submit(groups):
+            sink.accept(outcome)
+    except KeyboardInterrupt:
+        log(_interrupted(progress.finished, store, {g.training_hash for g in groups}))
         _write_tables(out)
         raise
     except OSError as error:  # a full disk, a folder gone: keep what is recorded, say so
         result.error = (
-            f"{error}\nthe {finished} cell(s) finished before it are recorded in "
+            f"{error}\nthe {progress.finished} cell(s) finished before it are recorded in "
             f"{store.records_file}; fix the cause and run the same command again to do the rest"
         )
         return result
@@ -311,8 +348,51 @@ def _run(config: RunConfig, resources: contextlib.ExitStack) -> ExperimentResult
     if not _write_tables(out):
         result.error = f"the tables under {out} were not written (see above)"
         return result
-    _describe(result, config, out)
+    _describe(result, plan.config, out)
     return result
+
+
+def _ray_share(plan: Plan) -> str:
+    assert plan.session is not None
+    options = plan.session.options
+    return f"{options.cpus_per_cell} CPU(s) and {options.gpus_for(str(plan.device)):g} GPU(s)"
+
+
+@dataclass
+class Progress:
+    """Counts and logs the cells as they are recorded, and the training runs that fail."""
+
+    total: int
+    result: ExperimentResult
+    finished: int = 0
+
+    def recorded(self, cell: Cell, record: Record) -> None:
+        self.finished += 1
+        log(
+            f"[{self.finished}/{self.total}] {cell.label}: {100 * record.accuracy:.2f} ± "
+            f"{100 * record.ci95:.2f} % ({record.train_episodes} training episodes, "
+            f"{record.train_wall_s:.0f} s; {record.eval_wall_ms_per_episode:.1f} ms/test episode)"
+        )
+
+    def failed(self, cells: tuple[Cell, ...], message: str) -> None:
+        labels = ", ".join(c.label for c in cells)
+        self.result.failures.append(f"{labels}: {message}")
+        log(f"failed: {labels}: {message}")
+
+
+def _interrupted(finished: int, store: RecordStore, training_hashes: set[str]) -> str:
+    """What Ctrl-C leaves: the cells recorded, and the snapshots training continues from."""
+    snapshots = sorted(p for p in map(store.snapshot_path, training_hashes) if p.exists())
+    kept = (
+        f"; training continues from its last snapshot ({', '.join(p.name for p in snapshots)} "
+        f"in {store.checkpoints_dir}), not from the start"
+        if snapshots
+        else ""
+    )
+    return (
+        f"interrupted: the {finished} cell(s) finished in this run are recorded in "
+        f"{store.records_file}; run the same command again to do the rest{kept}"
+    )
 
 
 def _write_tables(out: Path) -> bool:

@@ -1,10 +1,10 @@
-"""Running the cells of one training group: train once (or reuse a checkpoint), test each cell."""
+"""The steps of one training group, wherever it runs: build the cells' method, train it (or
+restore it from a checkpoint), test each cell into a :class:`Record`."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,10 +12,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.engine.allocator import keep_freed_memory
-from benchmarks.engine.devices import resident_on, seeded
+from benchmarks.engine.devices import seeded
 from benchmarks.engine.environment import environment, peak_memory_mb
-from benchmarks.engine.evaluation import evaluate, official_run_errors
+from benchmarks.engine.evaluation import EvalResult, evaluate, official_run_errors
 from benchmarks.engine.pretraining import PretrainedBackbone, pretraining_hash
 from benchmarks.engine.training import Snapshots, TrainResult, train
 from benchmarks.experiment.cells import Cell
@@ -136,153 +135,198 @@ def training_health(
     return verdict(history, chance, 1 / val_way)
 
 
-def compute_group(
-    cells: list[Cell],
-    dataset: LoadedDataset,
-    splits: tuple[str, ...],
-    image_shape: tuple[int, int, int],
-    device: torch.device,
-    progress: bool,
-    checkpoint: dict[str, Any] | None,
-    on_trained: Callable[[dict[str, Any]], None],
-    on_cell: Callable[[Cell, Record, np.ndarray], None],
-    snapshots: Snapshots | None = None,
-    pretrained: PretrainedBackbone | None = None,
-) -> None:
-    """Train the model that ``cells`` share (or take it from ``checkpoint``) and test each cell.
-
-    Writes nothing itself, so every executor can run it where the compute is: ``on_trained``
-    receives the checkpoint payload (``state_dict`` and ``train_result``) right after training
-    (not when ``checkpoint`` was given), and ``on_cell`` each cell's :class:`Record` (not yet
-    stored: no ``episodes_file``) and per-episode accuracies as soon as the cell is tested.
-    ``snapshots`` makes the training resumable (see :class:`~benchmarks.engine.training.Snapshots`).
-    ``pretrained``: the backbone's starting weights when the cells' recipe has a pre-training
-    stage (see :mod:`benchmarks.engine.pretraining`); it must be the one of their key.
+def restore(method: FewShotMethod, cell: Cell, checkpoint: dict[str, Any]) -> TrainResult:
+    """Load a finished training's ``checkpoint`` into ``method``; its training result.
 
     Raises:
-        training.NonFiniteLossError: training diverged; ``on_cell`` was not called.
-        training.SnapshotMismatchError: ``snapshots.resume_from`` does not fit; nothing was
-            called.
-        CheckpointMismatchError: ``checkpoint`` does not fit the method; nothing was called.
+        CheckpointMismatchError: the weights do not fit the method as configured now.
     """
-    allocator = keep_freed_memory()
-    dataset = resident_on(dataset, device)
-    first = cells[0]
-    method = build_method(first, image_shape).to(device)
-    if checkpoint is not None:
-        try:
-            method.load_state_dict(checkpoint["state_dict"])
-            trained = TrainResult(**checkpoint["train_result"])
-        except (RuntimeError, TypeError, KeyError) as error:
-            raise CheckpointMismatchError(
-                f"the saved weights do not fit {first.method} as configured now: {error}"
-            ) from error
-        reused = True
-    else:
-        start_from_pretrained(method, first, pretrained)
-        streams = samplers(first, dataset, splits)
-        trained = train(
-            method,
-            streams["train"],
-            first.recipe.train,
-            device,
-            val_sampler=streams.get("val"),
-            progress=progress,
-            description=f"train {first.method}",
-            precision=first.precision,
-            snapshots=snapshots,
+    try:
+        method.load_state_dict(checkpoint["state_dict"])
+        return TrainResult(**checkpoint["train_result"])
+    except (RuntimeError, TypeError, KeyError) as error:
+        raise CheckpointMismatchError(
+            f"the saved weights do not fit {cell.method} as configured now: {error}"
+        ) from error
+
+
+def train_model(
+    method: FewShotMethod,
+    cell: Cell,
+    dataset: LoadedDataset,
+    splits: tuple[str, ...],
+    device: torch.device,
+    progress: bool,
+    snapshots: Snapshots | None,
+    pretrained: PretrainedBackbone | None,
+) -> TrainResult:
+    """Train ``method`` (built for ``cell``) as its recipe says, from its pre-trained backbone
+    when the recipe has one; see :func:`~benchmarks.engine.training.train` for ``snapshots``."""
+    start_from_pretrained(method, cell, pretrained)
+    streams = samplers(cell, dataset, splits)
+    return train(
+        method,
+        streams["train"],
+        cell.recipe.train,
+        device,
+        val_sampler=streams.get("val"),
+        progress=progress,
+        description=f"train {cell.method}",
+        precision=cell.precision,
+        snapshots=snapshots,
+    )
+
+
+@dataclass(frozen=True)
+class Training:
+    """How the model a cell tests came to be: its training result, whether it was loaded from a
+    checkpoint, and the pre-trained backbone it started from."""
+
+    result: TrainResult
+    reused: bool
+    pretrained: PretrainedBackbone | None
+
+
+def evaluate_cell(
+    method: FewShotMethod,
+    cell: Cell,
+    training: Training,
+    dataset: LoadedDataset,
+    splits: tuple[str, ...],
+    device: torch.device,
+    malloc: str,
+    progress: bool = False,
+) -> tuple[Record, np.ndarray]:
+    """Test the trained ``method`` on ``cell``'s seeded test episodes (``malloc``: the
+    allocator mode the process runs under, see :mod:`benchmarks.engine.allocator`).
+
+    Returns:
+        The cell's :class:`Record` (not yet stored: no ``episodes_file``) and its per-episode
+        accuracies ``[test_episodes]``.
+    """
+    test_sampler = samplers(cell, dataset, splits)["test"]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    result = evaluate(
+        method,
+        test_sampler,
+        cell.test_episodes,
+        device,
+        progress,
+        description=f"test {cell.method} {cell.setting}",
+        precision=cell.precision,
+        warmup_episodes=EVAL_WARMUP_EPISODES,
+    )
+    runs = dataset.official_runs
+    run_errors = (
+        None
+        if runs is None
+        else official_run_errors(
+            method, runs, dataset.split(cell.split, "test"), device, cell.precision
         )
-        on_trained({"state_dict": method.state_dict(), "train_result": asdict(trained)})
-        reused = False
-    params_total = count_parameters(method)
-    params_backbone = count_parameters(method.backbone)
-    for cell in cells:
-        test_sampler = samplers(cell, dataset, splits)["test"]
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        result = evaluate(
-            method,
-            test_sampler,
-            cell.test_episodes,
-            device,
-            progress,
-            description=f"test {cell.method} {cell.setting}",
-            precision=cell.precision,
-            warmup_episodes=EVAL_WARMUP_EPISODES,
-        )
-        memory, memory_kind = peak_memory_mb(device)
-        runs = dataset.official_runs
-        run_errors = (
-            None
-            if runs is None
-            else official_run_errors(
-                method, runs, dataset.split(cell.split, "test"), device, cell.precision
-            )
-        )
-        record = Record(
-            config_hash=cell.config_hash,
-            training_hash=cell.training_hash,
-            method=cell.method,
-            dataset=cell.dataset,
-            split=cell.split,
-            setting=cell.setting,
-            n_way=cell.n_way,
-            k_shot=cell.k_shot,
-            n_query=cell.n_query,
-            seed=cell.seed,
-            preset=cell.preset,
-            backbone=cell.recipe.backbone,
-            precision=cell.precision,
-            method_options=method.options.as_dict(),
-            accuracy=result.mean,
-            ci95=result.ci95,
-            std=result.std,
-            test_episodes=result.episodes,
-            train_episodes=trained.episodes_trained,
-            train_wall_s=trained.wall_seconds,
-            train_stopped_by_budget=trained.stopped_by_budget,
-            train_reused_checkpoint=reused,
-            train_resumed_at=trained.resumed_at,
-            best_val_accuracy=trained.best_val_accuracy,
-            best_val_episode=trained.best_episode,
-            pretrained_from=pretraining_hash(first),
-            health=training_health(method, first, trained, dataset, pretrained),
-            val_history=trained.history,
-            eval_wall_ms_per_episode=1e3 * result.wall_seconds_per_episode,
-            eval_device_ms_per_episode=1e3 * result.device_seconds_per_episode,
-            eval_device_clock=result.device_clock,
-            eval_warmup_episodes=EVAL_WARMUP_EPISODES,
-            data_ms_per_episode=1e3 * result.data_seconds_per_episode,
-            params_backbone=params_backbone,
-            params_head=params_total - params_backbone,
-            params_total=params_total,
-            flops_per_episode=flops_per_episode(method, test_sampler, device),
-            peak_memory_mb=memory,
-            peak_memory_kind=memory_kind,
-            dataset_fingerprint=dataset.fingerprint,
-            dataset_matches_official=dataset.matches_official,
-            finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            config=cell.config(),
-            **environment(device),
-            malloc=allocator.mode,
-            official_runs_error_pct=None
-            if run_errors is None
-            else sum(run_errors) / len(run_errors),
-            official_runs_errors_pct=run_errors,
-            official_runs_fingerprint=None if runs is None else runs.fingerprint,
-            skipped_groups=(
-                list(test_sampler.skipped_groups)
-                if isinstance(test_sampler, WithinGroupSampler)
-                else None
-            ),
-            eval_path=result.path,
-            eval_timed_episodes=result.timed_episodes,
-            eval_embed_s=result.embed_seconds,
-            eval_embedded_images=result.embedded_images,
-            eval_head_ms_per_episode=(
-                None
-                if result.head_seconds_per_episode is None
-                else 1e3 * result.head_seconds_per_episode
-            ),
-        )
-        on_cell(cell, record, result.accuracies)
+    )
+    measured = {
+        **_evaluation_fields(result),
+        **_official_run_fields(run_errors, None if runs is None else runs.fingerprint),
+        **_model_fields(method, test_sampler, device),
+        "health": training_health(method, cell, training.result, dataset, training.pretrained),
+        "skipped_groups": (
+            list(test_sampler.skipped_groups)
+            if isinstance(test_sampler, WithinGroupSampler)
+            else None
+        ),
+    }
+    record = Record(
+        **_cell_fields(cell),
+        **_training_fields(training),
+        **measured,
+        dataset_fingerprint=dataset.fingerprint,
+        dataset_matches_official=dataset.matches_official,
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        **environment(device),
+        malloc=malloc,
+    )
+    return record, result.accuracies
+
+
+def _cell_fields(cell: Cell) -> dict[str, Any]:
+    """The record fields that say which cell it is."""
+    return {
+        "config_hash": cell.config_hash,
+        "training_hash": cell.training_hash,
+        "method": cell.method,
+        "dataset": cell.dataset,
+        "split": cell.split,
+        "setting": cell.setting,
+        "n_way": cell.n_way,
+        "k_shot": cell.k_shot,
+        "n_query": cell.n_query,
+        "seed": cell.seed,
+        "preset": cell.preset,
+        "backbone": cell.recipe.backbone,
+        "precision": cell.precision,
+        "config": cell.config(),
+        "pretrained_from": pretraining_hash(cell),
+    }
+
+
+def _training_fields(training: Training) -> dict[str, Any]:
+    """The record fields that describe the training of the tested model."""
+    trained = training.result
+    return {
+        "train_episodes": trained.episodes_trained,
+        "train_wall_s": trained.wall_seconds,
+        "train_stopped_by_budget": trained.stopped_by_budget,
+        "train_reused_checkpoint": training.reused,
+        "train_resumed_at": trained.resumed_at,
+        "best_val_accuracy": trained.best_val_accuracy,
+        "best_val_episode": trained.best_episode,
+        "val_history": trained.history,
+    }
+
+
+def _evaluation_fields(result: EvalResult) -> dict[str, Any]:
+    """The record fields of the test pass: accuracy, its spread and its timings."""
+    head = result.head_seconds_per_episode
+    return {
+        "accuracy": result.mean,
+        "ci95": result.ci95,
+        "std": result.std,
+        "test_episodes": result.episodes,
+        "eval_wall_ms_per_episode": 1e3 * result.wall_seconds_per_episode,
+        "eval_device_ms_per_episode": 1e3 * result.device_seconds_per_episode,
+        "eval_device_clock": result.device_clock,
+        "eval_warmup_episodes": EVAL_WARMUP_EPISODES,
+        "data_ms_per_episode": 1e3 * result.data_seconds_per_episode,
+        "eval_path": result.path,
+        "eval_timed_episodes": result.timed_episodes,
+        "eval_embed_s": result.embed_seconds,
+        "eval_embedded_images": result.embedded_images,
+        "eval_head_ms_per_episode": None if head is None else 1e3 * head,
+    }
+
+
+def _model_fields(
+    method: FewShotMethod, test_sampler: EpisodeSampler, device: torch.device
+) -> dict[str, Any]:
+    """The record fields of the model's size, cost and memory (after the test pass)."""
+    memory, memory_kind = peak_memory_mb(device)
+    total, backbone = count_parameters(method), count_parameters(method.backbone)
+    return {
+        "method_options": method.options.as_dict(),
+        "params_backbone": backbone,
+        "params_head": total - backbone,
+        "params_total": total,
+        "flops_per_episode": flops_per_episode(method, test_sampler, device),
+        "peak_memory_mb": memory,
+        "peak_memory_kind": memory_kind,
+    }
+
+
+def _official_run_fields(errors: list[float] | None, fingerprint: str | None) -> dict[str, Any]:
+    """The record fields of Lake et al.'s official runs (all ``None`` when not tested on them)."""
+    return {
+        "official_runs_error_pct": None if errors is None else sum(errors) / len(errors),
+        "official_runs_errors_pct": errors,
+        "official_runs_fingerprint": fingerprint,
+    }

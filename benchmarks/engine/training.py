@@ -3,6 +3,7 @@ resumable snapshots."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -103,155 +104,207 @@ def train(
         SnapshotMismatchError: ``snapshots.resume_from`` was taken under another configuration
             or does not fit ``method``; nothing was trained.
     """
-    from tqdm.auto import tqdm
-
-    method.to(device).train()
-    head: torch.nn.Module | None = None
-    batches: ClassificationBatches | None = None
-    if config.classification:
-        assert config.batch_size is not None
-        batches = ClassificationBatches(
-            sampler.split, config.batch_size, sampler.seed, augment=config.augment
-        )
-        with seeded(sampler.seed):  # the same head in every process, whatever ran before
-            head = method.training_head(sampler.split.num_classes).to(device).train()
-    parameters = list(method.parameters()) + ([] if head is None else list(head.parameters()))
-    backbone = list(method.backbone.parameters())
-    in_backbone = {id(p) for p in backbone}
-    heads = [p for p in parameters if id(p) not in in_backbone]
-    optimizer = make_optimizer(backbone, heads, config)
-    schedule = make_schedule(optimizer, config)
-    result = TrainResult()
-    best_state = None
-    start = time.perf_counter()
-    running_loss, running_count = 0.0, 0
-    first = 0
+    run = _Training(method, sampler, config, device, val_sampler, progress, precision, snapshots)
     if snapshots is not None and snapshots.resume_from is not None:
-        state = snapshots.resume_from
-        _check_snapshot(state, config)
-        try:
-            method.load_state_dict(state["model"])
-            if head is not None:
-                head.load_state_dict(state["head"])
-            optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, KeyError, ValueError, TypeError) as error:
-            raise SnapshotMismatchError(f"it does not fit {method.name}: {error}") from error
-        schedule.load_state_dict(state["schedule"])
-        best_state = state["best_state"]
-        result = TrainResult(**state["result"])
-        result.resumed_at.append(state["episode"])
-        running_loss, running_count = state["running_loss"], state["running_count"]
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        first = state["episode"]
-        start -= result.wall_seconds
-    last_snapshot = time.perf_counter()
+        run.restore(snapshots.resume_from)
+    run.loop(description)
+    result = run.result
+    if result.episodes_trained and (
+        not result.history or result.history[-1]["episode"] != result.episodes_trained
+    ):
+        run.validate(result.episodes_trained)
+    if run.best_state is not None:
+        method.load_state_dict(run.best_state)
+    method.on_trained(lambda count: _embed_sample(method, sampler, count, device))
+    result.wall_seconds = time.perf_counter() - run.start
+    return result
 
-    def snapshot(episode: int) -> None:
-        nonlocal last_snapshot
-        if snapshots is None:
+
+class _Training:
+    """The state of one training between two steps, and the steps (see :func:`train`)."""
+
+    def __init__(
+        self,
+        method: FewShotMethod,
+        sampler: EpisodeSampler,
+        config: TrainConfig,
+        device: torch.device,
+        val_sampler: EpisodeSampler | None,
+        progress: bool,
+        precision: str,
+        snapshots: Snapshots | None,
+    ) -> None:
+        self.method, self.sampler, self.config, self.device = method, sampler, config, device
+        self.val_sampler, self.progress, self.precision = val_sampler, progress, precision
+        self.snapshots = snapshots
+        method.to(device).train()
+        self.head: torch.nn.Module | None = None
+        self.batches: ClassificationBatches | None = None
+        if config.classification:
+            assert config.batch_size is not None
+            self.batches = ClassificationBatches(
+                sampler.split, config.batch_size, sampler.seed, augment=config.augment
+            )
+            with seeded(sampler.seed):  # the same head in every process, whatever ran before
+                self.head = method.training_head(sampler.split.num_classes).to(device).train()
+        head_parameters = [] if self.head is None else list(self.head.parameters())
+        self.parameters = list(method.parameters()) + head_parameters
+        backbone = list(method.backbone.parameters())
+        in_backbone = {id(p) for p in backbone}
+        heads = [p for p in self.parameters if id(p) not in in_backbone]
+        self.optimizer = make_optimizer(backbone, heads, config)
+        self.schedule = make_schedule(self.optimizer, config)
+        self.result = TrainResult()
+        self.best_state: dict[str, Any] | None = None
+        self.start = time.perf_counter()
+        self.running_loss, self.running_count = 0.0, 0
+        self.first = 0
+        self.last_snapshot = time.perf_counter()
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from the snapshot ``state`` (see :class:`Snapshots`)."""
+        _check_snapshot(state, self.config)
+        try:
+            self.method.load_state_dict(state["model"])
+            if self.head is not None:
+                self.head.load_state_dict(state["head"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as error:
+            raise SnapshotMismatchError(f"it does not fit {self.method.name}: {error}") from error
+        self.schedule.load_state_dict(state["schedule"])
+        self.best_state = state["best_state"]
+        self.result = TrainResult(**state["result"])
+        self.result.resumed_at.append(state["episode"])
+        self.running_loss, self.running_count = state["running_loss"], state["running_count"]
+        torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.first = state["episode"]
+        self.start -= self.result.wall_seconds
+        self.last_snapshot = time.perf_counter()
+
+    def snapshot(self, episode: int) -> None:
+        """Hand the whole training state after ``episode`` episodes to ``snapshots.save``."""
+        if self.snapshots is None:
             return
-        result.wall_seconds = time.perf_counter() - start
-        snapshots.save(
+        self.result.wall_seconds = time.perf_counter() - self.start
+        device = self.device
+        self.snapshots.save(
             {
                 "format": SNAPSHOT_FORMAT,
-                "config": asdict(config),
+                "config": asdict(self.config),
                 "episode": episode,
-                "model": method.state_dict(),
-                "head": None if head is None else head.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "best_state": best_state,
-                "result": asdict(result),
-                "running_loss": running_loss,
-                "running_count": running_count,
+                "model": self.method.state_dict(),
+                "head": None if self.head is None else self.head.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "best_state": self.best_state,
+                "result": asdict(self.result),
+                "running_loss": self.running_loss,
+                "running_count": self.running_count,
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             }
         )
-        last_snapshot = time.perf_counter()
+        self.last_snapshot = time.perf_counter()
 
-    def validate(episode: int) -> None:
-        nonlocal best_state, running_loss, running_count
-        if val_sampler is None:
+    def validate(self, episode: int) -> None:
+        """Validate after ``episode`` episodes; keep the weights when they are the best yet."""
+        if self.val_sampler is None:
             return
         accuracy = evaluate(
-            method,
-            val_sampler,
-            config.val_episodes,
-            device,
-            progress,
+            self.method,
+            self.val_sampler,
+            self.config.val_episodes,
+            self.device,
+            self.progress,
             "validate",
-            precision,
+            self.precision,
             timed_episodes=1,  # validation is not timed: one episode checks the cached scores
         ).mean
-        mean_loss = running_loss / running_count if running_count else float("nan")
-        result.history.append(
+        count = self.running_count
+        mean_loss = self.running_loss / count if count else float("nan")
+        self.result.history.append(
             {"episode": episode, "train_loss": mean_loss, "val_accuracy": accuracy}
         )
-        running_loss, running_count = 0.0, 0
-        if result.best_val_accuracy is None or accuracy > result.best_val_accuracy:
-            result.best_val_accuracy, result.best_episode = accuracy, episode
-            best_state = copy.deepcopy(method.state_dict())
+        self.running_loss, self.running_count = 0.0, 0
+        best = self.result.best_val_accuracy
+        if best is None or accuracy > best:
+            self.result.best_val_accuracy, self.result.best_episode = accuracy, episode
+            self.best_state = copy.deepcopy(self.method.state_dict())
 
-    bar = tqdm(
-        range(first, config.episodes),
-        desc=description,
-        unit="ep",
-        disable=not progress,
-        initial=first,
-        total=config.episodes,
-    )
-    for index in bar:
-        if config.time_budget_s is not None and time.perf_counter() - start > config.time_budget_s:
-            result.stopped_by_budget = True
-            break
-        with autocast(device, precision):
-            if head is not None and batches is not None:  # classification protocol
-                images, labels = batches[index]
-                logits = head(method.backbone(images.to(device)))
-                loss = torch.nn.functional.cross_entropy(logits, labels.to(device))
-            else:
-                episode = sampler[index].to(device)
-                scores = method(episode.support_x, episode.support_y, episode.query_x)
-                loss = method.loss(scores, episode.query_y)
+    def loss(self, index: int) -> torch.Tensor:
+        """The loss of training step ``index``: a batch's cross-entropy under the
+        classification protocol, else the method's loss on episode ``index``."""
+        method, device = self.method, self.device
+        with autocast(device, self.precision):
+            if self.head is not None and self.batches is not None:
+                images, labels = self.batches[index]
+                logits = self.head(method.backbone(images.to(device)))
+                return torch.nn.functional.cross_entropy(logits, labels.to(device))
+            episode = self.sampler[index].to(device)
+            scores = method(episode.support_x, episode.support_y, episode.query_x)
+            return method.loss(scores, episode.query_y)
+
+    def step(self, index: int) -> float:
+        """Take training step ``index``; its loss.
+
+        Raises:
+            NonFiniteLossError: the loss was NaN or infinite (no step was taken).
+        """
+        loss = self.loss(index)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
-            bar.close()
             raise NonFiniteLossError(
-                f"{method.name}: loss became {loss_value} at training episode {index}; lower the "
-                "learning rate or enable gradient clipping"
+                f"{self.method.name}: loss became {loss_value} at training episode {index}; "
+                "lower the learning rate or enable gradient clipping"
             )
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
-        optimizer.step()
-        schedule.step()
-        result.episodes_trained = index + 1
-        running_loss += loss_value
-        running_count += 1
-        if progress and index % 10 == 0:
-            best = result.best_val_accuracy
-            bar.set_postfix(
-                loss=f"{loss_value:.4f}", best_val="-" if best is None else f"{best:.4f}"
-            )
-        if config.val_every and (index + 1) % config.val_every == 0 and index + 1 < config.episodes:
-            validate(index + 1)
-            snapshot(index + 1)
-        elif snapshots is not None and time.perf_counter() - last_snapshot >= snapshots.every_s:
-            snapshot(index + 1)
-    bar.close()
-    if result.episodes_trained and (
-        not result.history or result.history[-1]["episode"] != result.episodes_trained
-    ):
-        validate(result.episodes_trained)
-    if best_state is not None:
-        method.load_state_dict(best_state)
-    method.on_trained(lambda count: _embed_sample(method, sampler, count, device))
-    result.wall_seconds = time.perf_counter() - start
-    return result
+        if self.config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.parameters, self.config.grad_clip)
+        self.optimizer.step()
+        self.schedule.step()
+        self.result.episodes_trained = index + 1
+        self.running_loss += loss_value
+        self.running_count += 1
+        return loss_value
+
+    def loop(self, description: str) -> None:
+        """Train from ``first`` to the configured episodes (or the time budget), validating
+        and snapshotting on the way."""
+        from tqdm.auto import tqdm
+
+        config, snapshots = self.config, self.snapshots
+        bar = tqdm(
+            range(self.first, config.episodes),
+            desc=description,
+            unit="ep",
+            disable=not self.progress,
+            initial=self.first,
+            total=config.episodes,
+        )
+        with contextlib.closing(bar):
+            for index in bar:
+                budget = config.time_budget_s
+                if budget is not None and time.perf_counter() - self.start > budget:
+                    self.result.stopped_by_budget = True
+                    break
+                loss_value = self.step(index)
+                if self.progress and index % 10 == 0:
+                    best = self.result.best_val_accuracy
+                    bar.set_postfix(
+                        loss=f"{loss_value:.4f}", best_val="-" if best is None else f"{best:.4f}"
+                    )
+                done = index + 1
+                if config.val_every and done % config.val_every == 0 and done < config.episodes:
+                    self.validate(done)
+                    self.snapshot(done)
+                elif (
+                    snapshots is not None
+                    and time.perf_counter() - self.last_snapshot >= snapshots.every_s
+                ):
+                    self.snapshot(done)
 
 
 def make_optimizer(

@@ -1,10 +1,11 @@
 """The Ray executor: each training group is one Ray task, spread over a Ray cluster.
 
-A task trains the group's model once (or starts from its checkpoint), tests each of its cells
-and returns their records, per-episode accuracies and the trained weights. The driver, which
-runs ``python -m benchmarks.run``, is the only writer: it appends the records and saves the
-checkpoint as each task finishes, so a run that stops keeps every finished group and a rerun
-resumes from the records.
+A task runs :func:`~benchmarks.executors.worker.run_group`, the local executor's own work, and
+returns the group's outcomes (records, per-episode accuracies, trained weights). The driver,
+which runs ``python -m benchmarks.run``, hands them to the run's one
+:class:`~benchmarks.executors.sink.RecordSink` as each task finishes, so a run that stops keeps
+every finished group and a rerun resumes from the records, the checkpoints and the snapshots
+that the workers keep in the results folder while they train.
 
 Faults: a task whose worker process or node dies is retried up to ``max_retries`` times, and so
 is one that raises :class:`~benchmarks.executors.faults.TransientCellError`; any other error is
@@ -17,26 +18,28 @@ Ray is an optional dependency, imported only here and only when this executor is
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
-from benchmarks.engine.group import compute_group
-from benchmarks.engine.pretraining import (
-    PretrainedBackbone,
-    as_payload,
-    from_payload,
-    pretrain_backbone,
-    pretraining_hash,
-    summary,
+from benchmarks.engine.pretraining import PretrainedBackbone, from_payload
+from benchmarks.executors.contract import (
+    Failed,
+    Outcome,
+    Pretrained,
+    StartingPoint,
+    Trained,
+    TrainingGroup,
+    failure_message,
+    pretraining_needed,
+    pretraining_snapshot_key,
+    starting_point,
 )
-from benchmarks.executors.faults import Fault, TransientCellError
-from benchmarks.experiment.cells import Cell
-from benchmarks.records.record import Record
-from benchmarks.records.store import RecordStore
+from benchmarks.executors.faults import TransientCellError
+from benchmarks.executors.worker import pretrain, run_group
+from benchmarks.records.store import RecordStore, SnapshotFile
 from datasets.registry import LoadedDataset
 from datasets.store import FewShotSplit
 
@@ -225,200 +228,143 @@ class ShippedDataset:
         )
 
 
-@dataclass
-class GroupOutput:
-    """What a task returns: each cell's record and accuracies, and the weights it trained."""
-
-    cells: list[tuple[Record, np.ndarray]] = field(default_factory=list)
-    checkpoint: dict[str, Any] | None = None
-
-
-def run_group_task(
-    cells: list[Cell],
+def group_task(
+    group: TrainingGroup,
     data: ShippedDataset,
-    splits: tuple[str, ...],
-    image_shape: tuple[int, int, int],
-    device: str,
+    start: StartingPoint,
+    keep_snapshot: SnapshotFile,
     threads: int,
-    checkpoint: dict[str, Any] | None,
-    fault: Fault | None,
-    pretrained: PretrainedBackbone | None = None,
-) -> GroupOutput:
-    """The body of one Ray task: train and test one group, writing nothing."""
+) -> list[Outcome]:
+    """The body of one Ray task: :func:`~benchmarks.executors.worker.run_group` on a worker,
+    its outcomes returned together (trained weights moved to the CPU)."""
+    _prepare_worker(group.device, threads)
+    outcomes = list(run_group(group, data.loaded(), start, keep_snapshot))
+    for outcome in outcomes:
+        if isinstance(outcome, Trained):
+            state = outcome.payload["state_dict"]
+            outcome.payload["state_dict"] = {
+                k: v.detach().to("cpu", copy=True) for k, v in state.items()
+            }
+    return outcomes
+
+
+def pretrain_task(
+    group: TrainingGroup,
+    data: ShippedDataset,
+    resume_from: dict[str, Any] | None,
+    keep_snapshot: SnapshotFile,
+    threads: int,
+) -> list[Outcome]:
+    """The body of a Ray task that trains the shared pre-trained backbone ``group`` starts from."""
+    _prepare_worker(group.device, threads)
+    return list(pretrain(group, data.loaded(), resume_from, keep_snapshot))
+
+
+def _prepare_worker(device: str, threads: int) -> None:
+    """Give the worker process its thread count; refuse a CUDA cell on a worker without CUDA."""
     torch.set_num_threads(threads)
-    target = torch.device(device)
-    if target.type == "cuda" and not torch.cuda.is_available():
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
             f"a cell for {device} ran on a worker without CUDA (CUDA_VISIBLE_DEVICES="
             f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}); check --ray-gpus-per-cell"
         )
-    output = GroupOutput()
-
-    def keep_checkpoint(payload: dict[str, Any]) -> None:
-        state = {k: v.detach().to("cpu", copy=True) for k, v in payload["state_dict"].items()}
-        output.checkpoint = {**payload, "state_dict": state}
-
-    def keep_cell(cell: Cell, record: Record, accuracies: np.ndarray) -> None:
-        if fault is not None and not output.cells:
-            fault.fire(cell.method)
-        output.cells.append((record, accuracies))
-
-    compute_group(
-        cells,
-        data.loaded(),
-        splits,
-        image_shape,
-        target,
-        False,
-        checkpoint,
-        keep_checkpoint,
-        keep_cell,
-        pretrained=pretrained,
-    )
-    return output
-
-
-def pretrain_task(
-    cell: Cell,
-    data: ShippedDataset,
-    splits: tuple[str, ...],
-    image_shape: tuple[int, int, int],
-    device: str,
-    threads: int,
-) -> dict[str, Any]:
-    """The body of a Ray task that trains ``cell``'s shared pre-trained backbone; returns it as
-    a payload (see :func:`benchmarks.engine.pretraining.as_payload`) and its summary."""
-    torch.set_num_threads(threads)
-    target = torch.device(device)
-    pretrained = pretrain_backbone(cell, data.loaded(), splits, image_shape, target, False)
-    return {"payload": as_payload(pretrained), "summary": summary(pretrained, target)}
-
-
-def _pretrained_backbones(
-    ray: Any,
-    groups: list[list[Cell]],
-    data: Any,
-    splits: tuple[str, ...],
-    image_shape: tuple[int, int, int],
-    store: RecordStore,
-    device: str,
-    options: RayOptions,
-) -> dict[str, PretrainedBackbone]:
-    """Every pre-trained backbone the groups start from, by key: the kept ones read from
-    ``store``, the others trained first, one Ray task per key, and kept."""
-    needed: dict[str, Cell] = {}
-    for group in groups:
-        key = pretraining_hash(group[0])
-        if key is not None:
-            needed.setdefault(key, group[0])
-    task = ray.remote(pretrain_task).options(
-        num_cpus=options.cpus_per_cell, num_gpus=options.gpus_for(device)
-    )
-    found: dict[str, PretrainedBackbone] = {}
-    for key, cell in needed.items():
-        kept = store.load_pretrained(key)
-        if kept is None:
-            made = ray.get(
-                task.remote(cell, data, splits, image_shape, device, options.cpus_per_cell)
-            )
-            store.save_pretrained(key, made["payload"], made["summary"])
-            kept = made["payload"]
-        found[key] = from_payload(kept)
-    return found
 
 
 # --- the driver ----------------------------------------------------------------------------------
 
 
-def run_on_ray(
-    session: RaySession,
-    groups: list[list[Cell]],
-    dataset: LoadedDataset,
-    splits: tuple[str, ...],
-    image_shape: tuple[int, int, int],
-    store: RecordStore,
-    device: str,
-    force: bool,
-    on_record: Callable[[Cell, Record], None],
-    on_failure: Callable[[list[Cell], str], None],
-    retrain: frozenset[str] = frozenset(),
-) -> None:
-    """Run every group as a Ray task and record results as tasks finish.
+@dataclass
+class RayExecutor:
+    """Runs each group as one Ray task, all at once as far as the cluster allows (see
+    :class:`~benchmarks.executors.contract.Executor` for the behaviour both executors share).
 
-    A group reuses its saved checkpoint unless ``force`` is set or its training hash is in
-    ``retrain``.
-
-    On Ctrl-C (KeyboardInterrupt) the groups that already finished are recorded, the others are
-    cancelled, and the KeyboardInterrupt propagates.
+    The shared pre-trained backbones are trained first, one task per key. A task returns its
+    group's outcomes when the group is done; Ray retries a task whose worker died or that raised
+    :class:`TransientCellError` (``max_retries`` of the session's options). On Ctrl-C the groups
+    already finished are yielded, the others cancelled, and the KeyboardInterrupt propagates.
     """
-    options = session.options
-    gpus = options.gpus_for(device)
-    ray = session.connect()
-    fault = Fault.from_environment()
-    used = tuple(name for name in ("train", "val", "test") if name in splits)  # what cells read
-    data = ray.put(ShippedDataset.of(dataset, groups[0][0].split, used)) if groups else None
-    task = ray.remote(run_group_task).options(
-        num_cpus=options.cpus_per_cell,
-        num_gpus=gpus,
-        max_retries=options.max_retries,
-        retry_exceptions=[TransientCellError],
-    )
-    backbones = _pretrained_backbones(
-        ray, groups, data, splits, image_shape, store, device, options
-    )
-    pending: dict[Any, list[Cell]] = {}
-    for group in groups:
-        reuse = not force and group[0].training_hash not in retrain
-        checkpoint = store.load_checkpoint(group[0].training_hash) if reuse else None
-        key = pretraining_hash(group[0])
-        ref = task.remote(
-            group,
-            data,
-            splits,
-            image_shape,
-            device,
-            options.cpus_per_cell,
-            checkpoint,
-            fault,
-            None if key is None else backbones[key],
-        )
-        pending[ref] = group
 
-    def collect(ref: Any) -> None:
+    session: RaySession
+    dataset: LoadedDataset
+    store: RecordStore
+
+    def submit(self, groups: Sequence[TrainingGroup]) -> Iterator[Outcome]:
+        if not groups:
+            return
+        ray = self.session.connect()
+        used = tuple(name for name in ("train", "val", "test") if name in groups[0].splits)
+        data = ray.put(ShippedDataset.of(self.dataset, groups[0].first.split, used))
+        backbones = yield from self._pretrained(ray, groups, data)
+        task = self._remote(ray, group_task, groups[0].device)
+        pending: dict[Any, TrainingGroup] = {}
+        for group in groups:
+            start = starting_point(self.store, group, backbones)
+            keep = self.store.snapshot_file(group.training_hash)
+            pending[task.remote(group, data, start, keep, self.session.options.cpus_per_cell)] = (
+                group
+            )
+        yield from self._collect(ray, pending)
+
+    def _remote(self, ray: Any, function: Any, device: str) -> Any:
+        options = self.session.options
+        return ray.remote(function).options(
+            num_cpus=options.cpus_per_cell,
+            num_gpus=options.gpus_for(device),
+            max_retries=options.max_retries,
+            retry_exceptions=[TransientCellError],
+        )
+
+    def _pretrained(
+        self, ray: Any, groups: Sequence[TrainingGroup], data: Any
+    ) -> Generator[Outcome, None, dict[str, PretrainedBackbone]]:
+        """Every pre-trained backbone the groups start from, by key: kept ones read from the
+        store, the others trained first (one task per key, their outcomes yielded)."""
+        found: dict[str, PretrainedBackbone] = {}
+        task = None
+        for key, group in pretraining_needed(groups).items():
+            kept = self.store.load_pretrained(key)
+            if kept is None:
+                task = task or self._remote(ray, pretrain_task, group.device)
+                snapshot_key = pretraining_snapshot_key(key)
+                keep = self.store.snapshot_file(snapshot_key)
+                resume_from = self.store.load_snapshot(snapshot_key)
+                threads = self.session.options.cpus_per_cell
+                for outcome in ray.get(task.remote(group, data, resume_from, keep, threads)):
+                    yield outcome
+                    if isinstance(outcome, Pretrained):
+                        kept = outcome.payload
+            assert kept is not None
+            found[key] = from_payload(kept)
+        return found
+
+    def _collect(self, ray: Any, pending: dict[Any, TrainingGroup]) -> Iterator[Outcome]:
+        """The outcomes of the ``pending`` tasks as they finish; on Ctrl-C, those finished."""
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    yield from self._outcomes(ray, ref, pending)
+        except KeyboardInterrupt:
+            finished, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+            for ref in finished:
+                yield from self._outcomes(ray, ref, pending)
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+
+    def _outcomes(self, ray: Any, ref: Any, pending: dict[Any, TrainingGroup]) -> list[Outcome]:
+        """The outcomes of the finished task ``ref`` (a failure as :class:`Failed`)."""
         group = pending[ref]
         try:
-            output: GroupOutput = ray.get(ref)
+            outcomes: list[Outcome] = ray.get(ref)
         except ray.exceptions.RayTaskError as error:
-            del pending[ref]
             cause = error.cause if error.cause is not None else error
-            on_failure(group, f"{type(cause).__name__}: {cause}")
-            return
+            outcomes = [Failed(group, failure_message(cause))]
         except ray.exceptions.RayError as error:
-            del pending[ref]
-            on_failure(
-                group,
-                f"{type(error).__name__} after {options.max_retries} retries: "
-                f"{str(error).splitlines()[0] if str(error) else 'the worker died'}",
-            )
-            return
+            first_line = str(error).splitlines()[0] if str(error) else "the worker died"
+            retries = self.session.options.max_retries
+            outcomes = [
+                Failed(group, f"{type(error).__name__} after {retries} retries: {first_line}")
+            ]
         del pending[ref]  # only now: an interrupted get leaves it to be collected after Ctrl-C
-        if output.checkpoint is not None:
-            store.save_checkpoint(group[0].training_hash, output.checkpoint)
-        by_hash = {cell.config_hash: cell for cell in group}
-        for record, accuracies in output.cells:
-            on_record(by_hash[record.config_hash], store.append(record, accuracies))
-
-    try:
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                collect(ref)
-    except KeyboardInterrupt:
-        finished, _ = (
-            ray.wait(list(pending), num_returns=len(pending), timeout=0) if pending else ([], [])
-        )
-        for ref in finished:
-            collect(ref)
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        raise
+        return outcomes

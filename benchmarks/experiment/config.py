@@ -22,51 +22,149 @@ from datasets.registry import check_scheme, dataset_spec
 from methods import BACKBONE_NAMES, available_methods, build_options, method_class
 from methods.recipes import Recipe, TrainConfig
 
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything a run is asked to do; flags, a config file, or both (flags win)."""
-
-    methods: tuple[str, ...] = ()
-    dataset: str = "omniglot"
-    split: str | None = None
-    ways: tuple[int, ...] = (5,)
-    shots: tuple[int, ...] = (1, 5)
-    queries: int = 15
-    train_episodes: int | None = None
-    val_episodes: int | None = None
-    test_episodes: int = 600
-    seeds: tuple[int, ...] = (0,)
-    preset: str = "quick"
-    backbone: str | None = None
-    device: str = "auto"
-    data_root: str | None = None
-    cache_dir: str | None = None
-    out: str = "runs"
-    reference: str = "results"
-    options: tuple[str, ...] = ()
-    train: tuple[str, ...] = ()
-    pretrain: tuple[str, ...] = ()
-    time_budget: float | None = None
-    precision: str = "fp32"
-    episodes: str = "random"
-    test_runs: str | None = None
-    force: bool = False
-    quiet: bool = False
-    dry_run: bool = False
-    executor: str = "local"
-    ray_address: str | None = None
-    ray_cpus_per_cell: int = 1
-    ray_gpus_per_cell: float | None = None
-    ray_max_retries: int = 3
-
-
 EXECUTORS = ("local", "ray")
 #: Compute precisions a run can ask for (see ``benchmarks.engine.devices.autocast``).
 PRECISIONS = ("fp32", "bf16")
 #: What ``--precision`` accepts: a precision, or ``auto`` (bf16 where the device computes it
 #: natively, else fp32; see ``benchmarks.engine.devices.resolve_precision``).
 PRECISION_CHOICES = ("auto", *PRECISIONS)
+
+
+def flag(default: Any, help: str, metavar: str | None = None, choices: tuple = ()) -> Any:
+    """A :class:`RunConfig` field that is also a command-line flag: its ``help`` text (with
+    ``{default}`` and the names of :func:`flag_names` filled in), ``metavar`` and ``choices``."""
+    return dataclasses.field(
+        default=default, metadata={"help": help, "metavar": metavar, "choices": choices}
+    )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run is asked to do; flags, a config file, or both (flags win). Each field is
+    one flag of ``python -m benchmarks.run`` (``--test-episodes`` for ``test_episodes``)."""
+
+    methods: tuple[str, ...] = flag(
+        (), "methods to compare (default: all registered; see --list)", "NAME"
+    )
+    dataset: str = flag("omniglot", "dataset (default: {default})", "NAME")
+    split: str | None = flag(
+        None,
+        "split scheme of the dataset (default: the dataset's standard one, vinyals for omniglot)",
+        "SCHEME",
+    )
+    ways: tuple[int, ...] = flag((5,), "test ways (default: {default})", "N")
+    shots: tuple[int, ...] = flag((1, 5), "test shots (default: {default})", "K")
+    queries: int = flag(15, "test queries per class (default: {default})", "Q")
+    train_episodes: int | None = flag(None, "override the preset's training episodes", "E")
+    val_episodes: int | None = flag(
+        None,
+        "override the preset's episodes per validation (a short smoke run of a deep backbone "
+        "spends most of its time validating)",
+        "E",
+    )
+    test_episodes: int = flag(600, "test episodes per cell (default: {default})", "E")
+    seeds: tuple[int, ...] = flag(
+        (0,), "seeds; each seed is a separately trained model (default: {default})", "S"
+    )
+    preset: str = flag("quick", "training recipes: {presets} (default: {default})", "NAME")
+    episodes: str = flag(
+        "random",
+        "test-episode protocol: {protocols} (default: {default}; within-alphabet: Lake et al.'s "
+        "Omniglot episodes, one alphabet per episode, support and query by different drawers)",
+        "PROTOCOL",
+    )
+    test_runs: str | None = flag(
+        None,
+        "Omniglot: also test every model on Lake et al.'s 20 official one-shot runs "
+        "(DIR/all_runs/run01 ... run20) and report their error rates",
+        "DIR",
+    )
+    backbone: str | None = flag(
+        None,
+        "embedding network for every method: {backbones} (default: each recipe's own, Conv-4)",
+        "NAME",
+    )
+    device: str = flag("auto", "auto, cpu, cuda or cuda:N (default: {default})", "DEV")
+    data_root: str | None = flag(
+        None, "folder holding <dataset>/ (default: $FEWSHOT_DATA_ROOT, else ./data)", "DIR"
+    )
+    cache_dir: str | None = flag(
+        None,
+        "preprocessed-data cache (default: $FEWSHOT_CACHE_DIR, else ~/.cache/fewshot-bench)",
+        "DIR",
+    )
+    out: str = flag(
+        "runs",
+        "folder for this run's records, checkpoints and tables (default: {default}; the "
+        "committed reference results are in results/)",
+        "DIR",
+    )
+    reference: str = flag(
+        "results",
+        "reference records to print beside this run's numbers, cell by cell (default: "
+        "{default}, the committed ones)",
+        "DIR",
+    )
+    options: tuple[str, ...] = flag(
+        (), "method options, e.g. relnet.relation=mlp matchnet.fce=true", "METHOD.KEY=VALUE"
+    )
+    train: tuple[str, ...] = flag(
+        (),
+        "override fields of each recipe's training (methods.recipes.TrainConfig), e.g. "
+        "n_query=5 lr_step=3000; the records' identities follow; see --dry-run for the result",
+        "KEY=VALUE",
+    )
+    pretrain: tuple[str, ...] = flag(
+        (),
+        "override fields of the shared pre-training stage of recipes that have one (the "
+        "pretrained-cpu preset), e.g. episodes=2400; a changed stage is a new pre-trained "
+        "backbone and new records",
+        "KEY=VALUE",
+    )
+    time_budget: float | None = flag(
+        None,
+        "stop each training after this wall time; the record says how many episodes were trained",
+        "SECONDS",
+    )
+    precision: str = flag(
+        "fp32",
+        "fp32 (default), bf16 autocast for training and testing, or auto: bf16 where the device "
+        "computes bfloat16 natively (CUDA Ampere+, CPUs with AVX512-BF16 or AMX), else fp32; "
+        "records say which ran",
+        choices=PRECISION_CHOICES,
+    )
+    force: bool = flag(False, "redo cells that are already recorded")
+    quiet: bool = flag(False, "no progress bars; one log line per cell")
+    dry_run: bool = flag(
+        False,
+        "print the cells, which are already recorded and an estimate of the rest's cost; run "
+        "nothing",
+    )
+    executor: str = flag(
+        "local",
+        "local: one training run after another in this process (default); ray: training runs "
+        "as Ray tasks in parallel (needs the ray extra)",
+        choices=EXECUTORS,
+    )
+    ray_address: str | None = flag(
+        None,
+        "running Ray cluster to use, e.g. auto or HOST:6379 (default: start a local Ray instance)",
+        "ADDR",
+    )
+    ray_cpus_per_cell: int = flag(
+        1, "CPUs (and torch threads) per training run under Ray (default: {default})", "N"
+    )
+    ray_gpus_per_cell: float | None = flag(
+        None,
+        "GPUs per training run under Ray, fractions allowed (default: 0.25 with a CUDA device, "
+        "else 0)",
+        "F",
+    )
+    ray_max_retries: int = flag(
+        3,
+        "retries of a training run whose worker died or hit a transient error (default: {default})",
+        "N",
+    )
 
 
 class UsageError(ValueError):

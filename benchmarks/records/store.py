@@ -34,7 +34,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,19 @@ class OutputLockedError(RuntimeError):
 
 class RecordError(ValueError):
     """A record points at data that cannot be used; the message names the record and the fix."""
+
+
+@dataclass(frozen=True)
+class SnapshotFile:
+    """Keeps a running training's snapshots in one file (atomically replaced), from whichever
+    process trains: on Ray, the worker writes it into the results folder, which therefore has to
+    be on a file system the workers share with the driver for a resume to find it."""
+
+    path: Path
+
+    def __call__(self, payload: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, lambda stream: torch.save(payload, stream))
 
 
 class RecordStore:
@@ -255,10 +268,13 @@ class RecordStore:
         """Where the state of an unfinished training under ``training_hash`` is kept."""
         return self.checkpoints_dir / f"{training_hash}.snapshot.pt"
 
+    def snapshot_file(self, training_hash: str) -> SnapshotFile:
+        """What keeps the snapshots of a running training under ``training_hash``."""
+        return SnapshotFile(self.snapshot_path(training_hash))
+
     def save_snapshot(self, training_hash: str, payload: dict[str, Any]) -> None:
         """Write a training snapshot atomically, replacing the previous one."""
-        self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.snapshot_path(training_hash), lambda stream: torch.save(payload, stream))
+        self.snapshot_file(training_hash)(payload)
 
     def load_snapshot(self, training_hash: str) -> dict[str, Any] | None:
         """The saved training snapshot, or None when there is none or it cannot be loaded (then it

@@ -598,26 +598,26 @@ def test_an_interrupted_training_continues_from_its_snapshot_to_the_same_record(
 ):
     """Ctrl-C during training keeps a snapshot; the same command continues from it and records
     exactly what an uninterrupted run records, saying where it resumed."""
-    from benchmarks.executors import local
-    from benchmarks.records.store import RecordStore
+    from benchmarks import runner
+    from benchmarks.records.store import SnapshotFile
 
     flags = ("--methods", "protonet", "--shots", "1", "--train-episodes", "6")
     flags += ("--test-episodes", "3")
-    monkeypatch.setattr(local, "SNAPSHOT_EVERY_S", 0.0)  # a snapshot after every step
-    save_snapshot = RecordStore.save_snapshot
+    monkeypatch.setattr(runner, "SNAPSHOT_EVERY_S", 0.0)  # a snapshot after every step
+    save_snapshot = SnapshotFile.__call__
 
-    def interrupt_after_the_third(store, training_hash, payload):
-        save_snapshot(store, training_hash, payload)
+    def interrupt_after_the_third(keep, payload):
+        save_snapshot(keep, payload)
         if payload["episode"] == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(RecordStore, "save_snapshot", interrupt_after_the_third)
+    monkeypatch.setattr(SnapshotFile, "__call__", interrupt_after_the_third)
     assert run(*flags) == 130
     assert "training continues from its last snapshot" in capsys.readouterr().err
     assert _records(tmp_path) == []
     assert run(*flags, "--dry-run") == 0
     assert "continue from a snapshot at episode 3 of 6" in capsys.readouterr().out
-    monkeypatch.setattr(RecordStore, "save_snapshot", save_snapshot)
+    monkeypatch.setattr(SnapshotFile, "__call__", save_snapshot)
     assert run(*flags) == 0
     (resumed,) = _records(tmp_path)
     assert resumed["train_resumed_at"] == [3] and resumed["train_episodes"] == 6

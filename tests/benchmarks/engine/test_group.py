@@ -1,15 +1,13 @@
-"""Episode streams of a cell: training, validation and test shapes; the record of a cell."""
+"""Episode streams of a cell: training, validation and test shapes."""
 
 from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import torch
 
-from benchmarks.engine.group import compute_group, samplers
+from benchmarks.engine.group import samplers
 from benchmarks.experiment.config import RunConfig, plan_cells
-from benchmarks.records import Record
 from datasets.registry import LoadedDataset
 from tests.conftest import numbered_split
 
@@ -45,41 +43,6 @@ def test_a_scheme_without_validation_gets_no_validation_stream():
     streams = samplers(_cell("paper-cpu", 5, 5), _dataset(), ("train", "test"))
     assert set(streams) == {"train", "test"}
     assert (streams["train"].n_way, streams["train"].k_shot) == (60, 5)
-
-
-def test_each_cell_is_handed_over_as_a_typed_record_not_yet_stored():
-    config = RunConfig(
-        methods=("protonet",),
-        ways=(2, 3),
-        shots=(1,),
-        queries=1,
-        train_episodes=0,
-        test_episodes=2,
-        preset="paper-cpu",
-    )  # one model serves both settings
-    cells = [dataclasses.replace(cell, dataset="synthetic") for cell in plan_cells(config, "cpu")]
-    assert len({cell.training_hash for cell in cells}) == 1
-    trained, handed = [], []
-    compute_group(
-        cells,
-        _dataset(side=28),
-        ("train", "val", "test"),
-        (1, 28, 28),
-        torch.device("cpu"),
-        False,
-        None,
-        trained.append,
-        lambda cell, record, accuracies: handed.append((cell, record, accuracies)),
-    )
-    assert len(trained) == 1 and [cell for cell, _, _ in handed] == cells
-    for cell, record, accuracies in handed:
-        assert isinstance(record, Record) and record.extra == {} and record.episodes_file is None
-        assert record.config_hash == cell.config_hash and record.config == cell.config()
-        assert record.test_episodes == len(accuracies) == 2
-        assert record.accuracy == np.mean(accuracies)
-        assert record.train_episodes == 0 and record.best_val_accuracy is None
-        assert record.val_history == [] and record.dataset_matches_official is None
-        assert record.params_total == record.params_backbone + record.params_head
 
 
 def test_on_the_cpu_splits_stay_where_the_dataset_holds_them():

@@ -111,7 +111,7 @@ def test_the_backbone_is_pretrained_once_and_every_method_starts_from_it(
         calls.append(args[0].method)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr("benchmarks.executors.local.pretrain_backbone", counted)
+    monkeypatch.setattr("benchmarks.executors.worker.pretrain_backbone", counted)
     assert _run(photos, tmp_path) == 0
     assert len(calls) == 1  # the second method reused it
     records = _records(tmp_path)
