@@ -12,7 +12,7 @@ from typing import Any, ClassVar, cast
 import torch
 from torch import Tensor, nn
 
-from .recipes import RecipeTable
+from .recipes import PublishedResult, RecipeTable
 
 BOUNDS = "bounds"
 """Key of a field's ``metadata`` holding its :class:`Bounds` (see :func:`bounded`)."""
@@ -154,6 +154,8 @@ class FewShotMethod(nn.Module):
     #: family, backbone), each mapping ``(n_way, k_shot)`` to a :class:`~methods.recipes.Recipe`
     #: and naming the published numbers it aims at. A combination the table lacks is an error
     #: that lists what it has, never a silent fallback.
+    #: Published accuracies of the method, which tables compare against (none by default).
+    published: ClassVar[tuple[PublishedResult, ...]] = ()
     recipes: ClassVar[RecipeTable] = ()
 
     def __init__(self, backbone: nn.Module, options: MethodOptions | None = None) -> None:

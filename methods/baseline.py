@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import FewShotMethod, MethodOptions, bounded
-from .finetune import FlatHead, classification_recipes, fit_support_classifier
-from .recipes import RecipeTable
+from .finetune import CHEN_2019, FlatHead, classification_recipes, fit_support_classifier
+from .recipes import PublishedResult, RecipeTable
 from .registry import register_method
 
 
@@ -45,6 +45,10 @@ class Baseline(FewShotMethod):
     name = "baseline"
     Options = BaselineOptions
     options: BaselineOptions
+    published: ClassVar[tuple[PublishedResult, ...]] = (
+        PublishedResult("mini-imagenet", "standard", 5, 1, 42.11, None, CHEN_2019),
+        PublishedResult("mini-imagenet", "standard", 5, 5, 62.53, None, CHEN_2019),
+    )
     recipes: ClassVar[RecipeTable] = classification_recipes()
 
     def training_head(self, n_classes: int) -> nn.Module:

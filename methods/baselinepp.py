@@ -9,8 +9,8 @@ from typing import ClassVar
 from torch import nn
 
 from .baseline import Baseline, BaselineOptions
-from .finetune import CosineClassifier, FlatHead, classification_recipes, cosine_scale
-from .recipes import RecipeTable
+from .finetune import CHEN_2019, CosineClassifier, FlatHead, classification_recipes, cosine_scale
+from .recipes import PublishedResult, RecipeTable
 from .registry import register_method
 
 
@@ -28,6 +28,10 @@ class BaselinePlusPlus(Baseline):
 
     name = "baselinepp"
     Options = BaselinePlusPlusOptions
+    published: ClassVar[tuple[PublishedResult, ...]] = (
+        PublishedResult("mini-imagenet", "standard", 5, 1, 48.24, None, CHEN_2019),
+        PublishedResult("mini-imagenet", "standard", 5, 5, 66.43, None, CHEN_2019),
+    )
     recipes: ClassVar[RecipeTable] = classification_recipes(pretrained_steps=300)
 
     def training_head(self, n_classes: int) -> nn.Module:

@@ -114,6 +114,12 @@ def fit_support_classifier(
         torch.set_num_threads(threads)
 
 
+CHEN_2019 = (
+    "Chen et al., A Closer Look at Few-shot Classification, ICLR 2019, Table A5 (Conv-4, with "
+    "data augmentation, 400 epochs of classification training)"
+)
+
+
 def classification_recipes(backbone: str = "conv4", pretrained_steps: int = 0) -> RecipeTable:
     """The recipes of the classification baselines (Baseline, Baseline++, SimpleShot): trained as
     ordinary classifiers over all training classes (Adam 1e-3), validated on episodes.

@@ -16,10 +16,12 @@ from .recipes import (
     NATURAL_IMAGES,
     NATURAL_PRETRAINING,
     PAPER_CPU_VALIDATION,
+    PublishedResult,
     Recipe,
     RecipeEntry,
     RecipeTable,
     TrainConfig,
+    aims,
     entries,
     mini_imagenet_cpu_train,
     pretrained_meta_train,
@@ -109,8 +111,20 @@ NATURAL_OPTIONS: dict[str, Any] = {"temperature": NATURAL_TEMPERATURE}
 
 
 #: Snell et al. 2017's miniImageNet results (Conv-4, 5-way test), in %.
-MINI_PUBLISHED = {"mini-imagenet 5-way 1-shot": 49.42, "mini-imagenet 5-way 5-shot": 68.20}
-SNELL = "Snell et al., NeurIPS 2017, Table 2"
+_PROTONET = "Snell et al., Prototypical Networks for Few-shot Learning, NeurIPS 2017, Table 1"
+_PROTONET_MINI = (
+    "Snell et al., Prototypical Networks, NeurIPS 2017, Table 2 (Euclidean, 30-/20-way training)"
+)
+#: The accuracies of Snell et al.'s paper (Omniglot, Vinyals split; miniImageNet, Ravi & Larochelle).
+PUBLISHED = (
+    PublishedResult("omniglot", "vinyals", 5, 1, 98.8, None, _PROTONET),
+    PublishedResult("omniglot", "vinyals", 5, 5, 99.7, None, _PROTONET),
+    PublishedResult("omniglot", "vinyals", 20, 1, 96.0, None, _PROTONET),
+    PublishedResult("omniglot", "vinyals", 20, 5, 98.9, None, _PROTONET),
+    PublishedResult("mini-imagenet", "standard", 5, 1, 49.42, 0.78, _PROTONET_MINI),
+    PublishedResult("mini-imagenet", "standard", 5, 5, 68.20, 0.66, _PROTONET_MINI),
+)
+MINI_PUBLISHED = aims(PUBLISHED, "mini-imagenet")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,16 +150,24 @@ class PrototypicalNet(FewShotMethod):
     name = "protonet"
     Options = ProtoNetOptions
     options: ProtoNetOptions
+    published: ClassVar[tuple[PublishedResult, ...]] = PUBLISHED
     recipes: ClassVar[RecipeTable] = (
         *entries("quick", quick_recipe("conv4"), (CHARACTERS, NATURAL_IMAGES)),
         RecipeEntry("paper", CHARACTERS, ANY_BACKBONE, _paper_characters),
-        RecipeEntry("paper", NATURAL_IMAGES, "conv4", _paper_natural, MINI_PUBLISHED, SNELL),
+        RecipeEntry(
+            "paper", NATURAL_IMAGES, "conv4", _paper_natural, MINI_PUBLISHED, _PROTONET_MINI
+        ),
         RecipeEntry("paper-cpu", CHARACTERS, ANY_BACKBONE, _paper_cpu_characters),
         RecipeEntry(
-            "paper-cpu", NATURAL_IMAGES, "conv4", _paper_cpu_natural, MINI_PUBLISHED, SNELL
+            "paper-cpu", NATURAL_IMAGES, "conv4", _paper_cpu_natural, MINI_PUBLISHED, _PROTONET_MINI
         ),
         RecipeEntry(
-            "pretrained-cpu", NATURAL_IMAGES, "conv4", _pretrained_cpu, MINI_PUBLISHED, SNELL
+            "pretrained-cpu",
+            NATURAL_IMAGES,
+            "conv4",
+            _pretrained_cpu,
+            MINI_PUBLISHED,
+            _PROTONET_MINI,
         ),
     )
 

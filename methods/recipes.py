@@ -244,6 +244,37 @@ class RecipeEntry:
         return f"{self.preset}/{self.family}/{self.backbone}"
 
 
+@dataclass(frozen=True)
+class PublishedResult:
+    """A published test accuracy of a method, as tables compare against it.
+
+    Attributes:
+        dataset, split: where it was measured (``"omniglot"``, ``"vinyals"``).
+        n_way, k_shot: the test setting.
+        accuracy: in percent.
+        ci95: its 95% confidence half-width in points, when the source gives one.
+        source: the publication, precise enough to find the number.
+    """
+
+    dataset: str
+    split: str
+    n_way: int
+    k_shot: int
+    accuracy: float
+    ci95: float | None
+    source: str
+
+
+def aims(published: tuple[PublishedResult, ...], dataset: str) -> dict[str, float]:
+    """What a recipe made to reproduce ``published`` on ``dataset`` aims at, as
+    :attr:`RecipeEntry.published` holds it (``{"dataset N-way K-shot": accuracy}``)."""
+    return {
+        f"{r.dataset} {r.n_way}-way {r.k_shot}-shot": r.accuracy
+        for r in published
+        if r.dataset == dataset
+    }
+
+
 #: A method's recipes: one entry per (preset, family, backbone).
 RecipeTable = tuple[RecipeEntry, ...]
 

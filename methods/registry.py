@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from .base import FewShotMethod
-from .recipes import Recipe, RecipeEntry, find_recipe
+from .recipes import PublishedResult, Recipe, RecipeEntry, find_recipe
 
 _METHODS: dict[str, type[FewShotMethod]] = {}
 
@@ -142,3 +142,13 @@ def _convert(value: Any, hint: Any, label: str) -> Any:
     except ValueError:
         raise ValueError(f"{label}={value!r} is not a valid {hint.__name__}") from None
     return value
+
+
+def published_results() -> dict[tuple[str, str, str, int, int], PublishedResult]:
+    """Every registered method's published accuracies, by ``(method, dataset, split, n_way,
+    k_shot)``."""
+    return {
+        (name, r.dataset, r.split, r.n_way, r.k_shot): r
+        for name in available_methods()
+        for r in method_class(name).published
+    }

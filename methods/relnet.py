@@ -18,10 +18,12 @@ from .recipes import (
     NATURAL_IMAGES,
     NATURAL_PRETRAINING,
     PAPER_CPU_VALIDATION,
+    PublishedResult,
     Recipe,
     RecipeEntry,
     RecipeTable,
     TrainConfig,
+    aims,
     entries,
     mini_imagenet_cpu_train,
     pretrained_meta_train,
@@ -291,8 +293,22 @@ def _pretrained_cpu(n_way: int, k_shot: int) -> Recipe:
 
 
 #: Sung et al. 2018's miniImageNet results (5-way test), in %.
-MINI_PUBLISHED = {"mini-imagenet 5-way 1-shot": 50.44, "mini-imagenet 5-way 5-shot": 65.32}
-SUNG = "Sung et al., CVPR 2018, Table 2"
+_RELNET = (
+    "Sung et al., Learning to Compare: Relation Network for Few-Shot Learning, CVPR 2018, Table 1"
+)
+_RELNET_MINI = (
+    "Sung et al., Learning to Compare, CVPR 2018, Table 2 (their miniImageNet relation module)"
+)
+#: The accuracies of Sung et al.'s paper (Omniglot, Vinyals split; miniImageNet, Ravi & Larochelle).
+PUBLISHED = (
+    PublishedResult("omniglot", "vinyals", 5, 1, 99.6, 0.2, _RELNET),
+    PublishedResult("omniglot", "vinyals", 5, 5, 99.8, 0.1, _RELNET),
+    PublishedResult("omniglot", "vinyals", 20, 1, 97.6, 0.2, _RELNET),
+    PublishedResult("omniglot", "vinyals", 20, 5, 99.1, 0.1, _RELNET),
+    PublishedResult("mini-imagenet", "standard", 5, 1, 50.44, 0.82, _RELNET_MINI),
+    PublishedResult("mini-imagenet", "standard", 5, 5, 65.32, 0.70, _RELNET_MINI),
+)
+MINI_PUBLISHED = aims(PUBLISHED, "mini-imagenet")
 
 
 @register_method
@@ -303,16 +319,24 @@ class RelationNet(FewShotMethod):
     Options = RelationNetOptions
     options: RelationNetOptions
     #: The quick recipe keeps the paper's embedding layout (64x5x5 maps on 28x28 input).
+    published: ClassVar[tuple[PublishedResult, ...]] = PUBLISHED
     recipes: ClassVar[RecipeTable] = (
         *entries("quick", quick_recipe("conv4-relnet"), (CHARACTERS, NATURAL_IMAGES)),
         RecipeEntry("paper", CHARACTERS, ANY_BACKBONE, _paper_characters),
-        RecipeEntry("paper", NATURAL_IMAGES, "conv4-relnet", _paper_natural, MINI_PUBLISHED, SUNG),
+        RecipeEntry(
+            "paper", NATURAL_IMAGES, "conv4-relnet", _paper_natural, MINI_PUBLISHED, _RELNET_MINI
+        ),
         RecipeEntry("paper-cpu", CHARACTERS, ANY_BACKBONE, _paper_cpu_characters),
         RecipeEntry(
-            "paper-cpu", NATURAL_IMAGES, "conv4-relnet", _paper_cpu_natural, MINI_PUBLISHED, SUNG
+            "paper-cpu",
+            NATURAL_IMAGES,
+            "conv4-relnet",
+            _paper_cpu_natural,
+            MINI_PUBLISHED,
+            _RELNET_MINI,
         ),
         RecipeEntry(
-            "pretrained-cpu", NATURAL_IMAGES, "conv4", _pretrained_cpu, MINI_PUBLISHED, SUNG
+            "pretrained-cpu", NATURAL_IMAGES, "conv4", _pretrained_cpu, MINI_PUBLISHED, _RELNET_MINI
         ),
     )
 

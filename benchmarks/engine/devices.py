@@ -129,7 +129,7 @@ def precision_warning(device: torch.device, precision: str) -> str | None:
         f"--precision bf16 on {cpu_model()}, a CPU without native bfloat16 (AVX512-BF16 or "
         "AMX): bfloat16 is emulated there and a training step is usually several times slower "
         "than in fp32; drop --precision bf16 unless you measured otherwise (python -m "
-        "benchmarks.speedups)"
+        "benchmarks.speed.speedups)"
     )
 
 

@@ -3,8 +3,8 @@ validation accuracy during training."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -18,14 +18,11 @@ def _pyplot():
     return plt
 
 
-def setting_order(settings: list[str]) -> list[str]:
-    """Distinct ``"N-way K-shot"`` settings, by way, then shot."""
-
-    def key(setting: str) -> tuple[int, int]:
-        way, shot = re.findall(r"\d+", setting)[:2]
-        return int(way), int(shot)
-
-    return sorted(set(settings), key=key)
+def setting_order(records: pd.DataFrame) -> list[str]:
+    """The distinct settings (``"N-way K-shot"`` labels) of ``records``, ordered by their
+    ``n_way``, then their ``k_shot`` fields."""
+    ordered = records.drop_duplicates("setting").sort_values(["n_way", "k_shot"], kind="stable")
+    return ordered["setting"].tolist()
 
 
 def write_plots(records: pd.DataFrame, stem: Path, labels: pd.Series | None = None) -> list[Path]:
@@ -34,8 +31,6 @@ def write_plots(records: pd.DataFrame, stem: Path, labels: pd.Series | None = No
     ``labels`` (aligned with ``records``) name each record's method variant, as the tables do;
     by default the method's name and a non-default precision.
     """
-    import seaborn as sns
-
     plt = _pyplot()
     if labels is None:
         labels = records["method"] + records.get("precision", pd.Series("fp32", records.index)).map(
@@ -44,10 +39,22 @@ def write_plots(records: pd.DataFrame, stem: Path, labels: pd.Series | None = No
     frame = records.assign(
         accuracy_pct=100 * records["accuracy"], ci_pct=100 * records["ci95"], label=labels
     )
-    written = []
+    written = [
+        _save(_accuracy_plot(frame, plt), plt, stem, "accuracy"),
+        _save(_cost_plot(frame, plt), plt, stem, "cost"),
+    ]
+    validation = _validation_plot(frame, plt)
+    if validation is not None:
+        written.append(_save(validation, plt, stem, "validation"))
+    return written
+
+
+def _accuracy_plot(frame: pd.DataFrame, plt: Any) -> Any:
+    """Bars of accuracy per setting and method label, with their 95% CIs."""
+    import seaborn as sns
 
     figure, axis = plt.subplots(figsize=(6.4, 4.0))
-    settings = setting_order(frame["setting"].tolist())
+    settings = setting_order(frame)
     hues = list(dict.fromkeys(frame["label"]))
     sns.barplot(
         frame,
@@ -71,7 +78,12 @@ def write_plots(records: pd.DataFrame, stem: Path, labels: pd.Series | None = No
     axis.set(
         xlabel="", ylabel="test accuracy (%) ± 95% CI", title="Accuracy per method and setting"
     )
-    written.append(_save(figure, plt, stem, "accuracy"))
+    return figure
+
+
+def _cost_plot(frame: pd.DataFrame, plt: Any) -> Any:
+    """Accuracy against the wall time of a test episode, one point per record."""
+    import seaborn as sns
 
     figure, axis = plt.subplots(figsize=(6.4, 4.0))
     sns.scatterplot(
@@ -89,7 +101,13 @@ def write_plots(records: pd.DataFrame, stem: Path, labels: pd.Series | None = No
         title="Accuracy against cost",
     )
     _legend_outside(axis)
-    written.append(_save(figure, plt, stem, "cost"))
+    return figure
+
+
+def _validation_plot(frame: pd.DataFrame, plt: Any) -> Any | None:
+    """Validation accuracy during training, one line per method label (``None`` without any
+    validation history)."""
+    import seaborn as sns
 
     history = [
         {
@@ -101,27 +119,27 @@ def write_plots(records: pd.DataFrame, stem: Path, labels: pd.Series | None = No
         for r in frame.drop_duplicates("training_hash").itertuples()
         for h in (r.val_history or [])
     ]
-    if history:
-        figure, axis = plt.subplots(figsize=(6.4, 4.0))
-        sns.lineplot(
-            pd.DataFrame(history),
-            x="episode",
-            y="val_pct",
-            hue="label",
-            style="validated on",
-            marker="o",
-            errorbar=("ci", 95),
-            seed=0,
-            ax=axis,  # seeded bootstrap: same PNG every time
-        )
-        axis.set(
-            xlabel="training episodes",
-            ylabel="validation accuracy (%)",
-            title="Validation during training",
-        )
-        _legend_outside(axis)
-        written.append(_save(figure, plt, stem, "validation"))
-    return written
+    if not history:
+        return None
+    figure, axis = plt.subplots(figsize=(6.4, 4.0))
+    sns.lineplot(
+        pd.DataFrame(history),
+        x="episode",
+        y="val_pct",
+        hue="label",
+        style="validated on",
+        marker="o",
+        errorbar=("ci", 95),
+        seed=0,
+        ax=axis,  # seeded bootstrap: same PNG every time
+    )
+    axis.set(
+        xlabel="training episodes",
+        ylabel="validation accuracy (%)",
+        title="Validation during training",
+    )
+    _legend_outside(axis)
+    return figure
 
 
 def _mean_and_ci(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,11 +1,12 @@
-"""Published accuracies of the three methods (Omniglot, Vinyals split; miniImageNet, Ravi &
-Larochelle split) and of Chen et al.'s classification baselines (miniImageNet), with their
-sources, and the numbers of re-implementations users compare against (Chen et al. 2019,
-mmfewshot) on miniImageNet."""
+"""Published numbers the tables compare against: each method's own (declared beside the method,
+read here through the registry), the re-implementations users compare against on miniImageNet
+(Chen et al. 2019, mmfewshot), and the published error rates of Lake et al.'s official runs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from methods.registry import published_results
 
 
 @dataclass(frozen=True)
@@ -17,55 +18,10 @@ class Published:
     source: str
 
 
-_RELNET = (
-    "Sung et al., Learning to Compare: Relation Network for Few-Shot Learning, CVPR 2018, Table 1"
-)
-_PROTONET = "Snell et al., Prototypical Networks for Few-shot Learning, NeurIPS 2017, Table 1"
-_MATCHNET = (
-    "Vinyals et al., Matching Networks for One Shot Learning, NeurIPS 2016, Table 1 "
-    "(cosine, no fine-tuning)"
-)
-
-_RELNET_MINI = (
-    "Sung et al., Learning to Compare, CVPR 2018, Table 2 (their miniImageNet relation module)"
-)
-_PROTONET_MINI = (
-    "Snell et al., Prototypical Networks, NeurIPS 2017, Table 2 (Euclidean, 30-/20-way training)"
-)
-_MATCHNET_MINI = (
-    "Ravi & Larochelle, Optimization as a Model for Few-Shot Learning, ICLR 2017, Table 1 "
-    "(Matching Networks with FCE, their re-run)"
-)
-_CHEN_MINI = (
-    "Chen et al., A Closer Look at Few-shot Classification, ICLR 2019, Table A5 (Conv-4, with "
-    "data augmentation, 400 epochs of classification training)"
-)
-
-#: (method, dataset, split, n_way, k_shot) -> published result.
-PUBLISHED: dict[tuple[str, str, str, int, int], Published] = {
-    ("relnet", "omniglot", "vinyals", 5, 1): Published(99.6, 0.2, _RELNET),
-    ("relnet", "omniglot", "vinyals", 5, 5): Published(99.8, 0.1, _RELNET),
-    ("relnet", "omniglot", "vinyals", 20, 1): Published(97.6, 0.2, _RELNET),
-    ("relnet", "omniglot", "vinyals", 20, 5): Published(99.1, 0.1, _RELNET),
-    ("protonet", "omniglot", "vinyals", 5, 1): Published(98.8, None, _PROTONET),
-    ("protonet", "omniglot", "vinyals", 5, 5): Published(99.7, None, _PROTONET),
-    ("protonet", "omniglot", "vinyals", 20, 1): Published(96.0, None, _PROTONET),
-    ("protonet", "omniglot", "vinyals", 20, 5): Published(98.9, None, _PROTONET),
-    ("matchnet", "omniglot", "vinyals", 5, 1): Published(98.1, None, _MATCHNET),
-    ("matchnet", "omniglot", "vinyals", 5, 5): Published(98.9, None, _MATCHNET),
-    ("matchnet", "omniglot", "vinyals", 20, 1): Published(93.8, None, _MATCHNET),
-    ("matchnet", "omniglot", "vinyals", 20, 5): Published(98.5, None, _MATCHNET),
-    ("relnet", "mini-imagenet", "standard", 5, 1): Published(50.44, 0.82, _RELNET_MINI),
-    ("relnet", "mini-imagenet", "standard", 5, 5): Published(65.32, 0.70, _RELNET_MINI),
-    ("protonet", "mini-imagenet", "standard", 5, 1): Published(49.42, 0.78, _PROTONET_MINI),
-    ("protonet", "mini-imagenet", "standard", 5, 5): Published(68.20, 0.66, _PROTONET_MINI),
-    ("matchnet", "mini-imagenet", "standard", 5, 1): Published(43.56, 0.84, _MATCHNET_MINI),
-    ("matchnet", "mini-imagenet", "standard", 5, 5): Published(55.31, 0.73, _MATCHNET_MINI),
-    ("baseline", "mini-imagenet", "standard", 5, 1): Published(42.11, None, _CHEN_MINI),
-    ("baseline", "mini-imagenet", "standard", 5, 5): Published(62.53, None, _CHEN_MINI),
-    ("baselinepp", "mini-imagenet", "standard", 5, 1): Published(48.24, None, _CHEN_MINI),
-    ("baselinepp", "mini-imagenet", "standard", 5, 5): Published(66.43, None, _CHEN_MINI),
-}
+def published_numbers() -> dict[tuple[str, str, str, int, int], Published]:
+    """Every registered method's published accuracies (declared beside each method, see
+    :attr:`methods.FewShotMethod.published`), by ``(method, dataset, split, n_way, k_shot)``."""
+    return {key: Published(r.accuracy, r.ci95, r.source) for key, r in published_results().items()}
 
 
 def tolerance(n_way: int) -> float:

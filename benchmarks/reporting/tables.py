@@ -56,9 +56,9 @@ from benchmarks.records.store import RecordStore
 from benchmarks.reporting.plots import setting_order, write_plots
 from benchmarks.reporting.published import (
     LAKE_RUNS_PUBLISHED,
-    PUBLISHED,
     REPRODUCTIONS,
     Published,
+    published_numbers,
     tolerance,
 )
 from benchmarks.reporting.statistics import (
@@ -206,7 +206,7 @@ def comparison_table(records: pd.DataFrame) -> pd.DataFrame:
     Accuracy columns hold ``mean ± 95% CI`` in percent; cost columns list one value per setting
     in the order of the accuracy columns.
     """
-    settings = setting_order(records["setting"].tolist())
+    settings = setting_order(records)
     rows: list[dict[str, Any]] = []
     for (_, backbone, _, _), group in records.groupby(
         ["method", "backbone", records["method_options"].map(repr), _precision(records)], sort=True
@@ -372,7 +372,7 @@ def write_tables(out: Path) -> list[Path]:
             "its 95% CI across seeds (Student's t).",
         )
         keys = _published_keys(group)
-        sources = sorted({PUBLISHED[k].source for k in keys})
+        sources = sorted({published_numbers()[k].source for k in keys})
         sources += sorted({r.source for k in keys for r in REPRODUCTIONS.get(k, {})})
         published = published_frame(group, labels)
         _write_table(
@@ -545,13 +545,13 @@ def _write_table(
 
 
 def _cell_key(record: Any) -> tuple[str, str, str, int, int]:
-    """The key of :data:`PUBLISHED` for a record (a named tuple from ``itertuples``)."""
+    """The key of :func:`~benchmarks.reporting.published.published_numbers` for a record (a named tuple from ``itertuples``)."""
     return record.method, record.dataset, record.split, int(record.n_way), int(record.k_shot)
 
 
 def _published_keys(records: pd.DataFrame) -> list[tuple]:
-    """The keys of :data:`PUBLISHED` that ``records`` have a published value for."""
-    return [key for key in map(_cell_key, records.itertuples()) if key in PUBLISHED]
+    """The keys of :func:`~benchmarks.reporting.published.published_numbers` that ``records`` have a published value for."""
+    return [key for key in map(_cell_key, records.itertuples()) if key in published_numbers()]
 
 
 def published_frame(records: pd.DataFrame, labels: pd.Series | None = None) -> pd.DataFrame:
@@ -565,9 +565,9 @@ def published_frame(records: pd.DataFrame, labels: pd.Series | None = None) -> p
     labels = method_labels(records) if labels is None else labels
     ordered = records.assign(label=labels).sort_values(["label", "n_way", "k_shot", "seed"])
     rows = [
-        _published_row(r, PUBLISHED[_cell_key(r)])
+        _published_row(r, published_numbers()[_cell_key(r)])
         for r in ordered.itertuples()
-        if _cell_key(r) in PUBLISHED
+        if _cell_key(r) in published_numbers()
     ]
     return pd.DataFrame(rows)
 

@@ -1,2 +1,2 @@
 """Speed tools: the timing suite (``python -m benchmarks.speed``), the race against easyfsl
-(``python -m benchmarks.race``) and the speed-up options (``python -m benchmarks.speedups``)."""
+(``python -m benchmarks.speed.race``) and the speed-up options (``python -m benchmarks.speed.speedups``)."""

@@ -1,4 +1,4 @@
-"""``python -m benchmarks.race``: our methods against easyfsl's, on the same backbone weights, the
+"""``python -m benchmarks.speed.race``: our methods against easyfsl's, on the same backbone weights, the
 same episode tensors and the same thread count (optional: ``pip install -e '.[race]'``).
 
 For each setting it reports the median inference time of one test episode (15 queries per class)
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -76,88 +77,108 @@ def race(rounds: int, settings: list[tuple[int, int]] = SETTINGS) -> list[dict]:
     Raises:
         AssertionError: outputs differ where the definitions agree.
     """
-    from easyfsl.methods import MatchingNetworks, PrototypicalNetworks, RelationNetworks
-
-    rows = []
+    rows: list[dict] = []
     for n_way, k_shot in settings:
+        lane = _Lane.of(n_way, k_shot, rounds, rows)
+        _race_protonet(lane)
+        _race_relnet(lane)
+        _race_matchnet(lane)
+    return rows
+
+
+@dataclass
+class _Lane:
+    """One setting's episode tensors, and the rows its races add."""
+
+    setting: str
+    support_x: Tensor
+    support_y: Tensor
+    query_x: Tensor
+    rounds: int
+    rows: list[dict]
+
+    @classmethod
+    def of(cls, n_way: int, k_shot: int, rounds: int, rows: list[dict]) -> _Lane:
         g = torch.Generator().manual_seed(0)
         support_x = torch.rand(n_way * k_shot, 1, 28, 28, generator=g)
         query_x = torch.rand(n_way * QUERIES, 1, 28, 28, generator=g)
         support_y = torch.arange(n_way).repeat_interleave(k_shot)
-        setting = f"{n_way}-way {k_shot}-shot"
+        return cls(f"{n_way}-way {k_shot}-shot", support_x, support_y, query_x, rounds, rows)
 
-        def add(method, ours_name, ours, theirs_name, theirs, equal=None):
-            with torch.inference_mode():
-                ours_ms = median_ms(lambda: ours(support_x, support_y, query_x), rounds)
-                theirs_ms = median_ms(
-                    lambda: easyfsl_scores(theirs, support_x, support_y, query_x), rounds
-                )
-            rows.append(
-                {
-                    "setting": setting,
-                    "method": method,
-                    "ours": ours_name,
-                    "easyfsl": theirs_name,
-                    "ours_ms": ours_ms,
-                    "easyfsl_ms": theirs_ms,
-                    "speedup": theirs_ms / ours_ms,
-                    "outputs_equal": equal,
-                }
-            )
+    def scores(self, model: Any, theirs: bool = False) -> Tensor:
+        """``model``'s scores of the lane's episode (easyfsl's calling convention if ``theirs``)."""
+        with torch.inference_mode():
+            if theirs:
+                return easyfsl_scores(model, self.support_x, self.support_y, self.query_x)
+            return model(self.support_x, self.support_y, self.query_x)
 
-        torch.manual_seed(0)
-        backbone = Conv4(1, backbone_config("conv4")).eval()
-        ours = PrototypicalNet(backbone).eval()
-        theirs = PrototypicalNetworks(nn.Sequential(textbook_conv4(backbone), nn.Flatten())).eval()
-        with torch.inference_mode():
-            a = ours(support_x, support_y, query_x)
-            b = easyfsl_scores(theirs, support_x, support_y, query_x)
-        equal = bool(torch.allclose(a, -(b**2), rtol=1e-3, atol=1e-3))
-        assert equal, "protonet scores differ from easyfsl's squared distances"
-        add("protonet", "protonet", ours, "PrototypicalNetworks", theirs, equal)
+    def time(self, model: Any, theirs: bool = False) -> float:
+        """Median wall milliseconds of :meth:`scores`."""
+        return median_ms(lambda: self.scores(model, theirs), self.rounds)
 
-        torch.manual_seed(0)
-        paper_maps = Conv4(1, backbone_config("conv4-relnet")).eval()
-        fast = RelationNet(paper_maps, RelationNetOptions()).eval()
-        naive = RelationNet(paper_maps, RelationNetOptions(pairwise="naive")).eval()
-        naive.relation = fast.relation
-        published = RelationNetworks(textbook_conv4(paper_maps), feature_dimension=64).eval()
-        add("relnet", "relnet (factorized)", fast, "RelationNetworks (its module)", published)
-        with torch.inference_mode():
-            rows[-1]["naive_ms"] = median_ms(lambda: naive(support_x, support_y, query_x), rounds)
-        mean_ours = RelationNet(paper_maps, RelationNetOptions(aggregate="mean")).eval()
-        mean_ours.relation = fast.relation
-        plugged = RelationNetworks(
-            textbook_conv4(paper_maps), feature_dimension=64, relation_module=PairwiseRelation(fast)
-        ).eval()
-        with torch.inference_mode():
-            a = mean_ours(support_x, support_y, query_x)
-            b = easyfsl_scores(plugged, support_x, support_y, query_x)
-        equal = bool(torch.allclose(a, b, atol=1e-5))
-        assert equal, "relnet (mean) scores differ from easyfsl with the same relation module"
-        add(
-            "relnet",
-            "relnet (factorized, mean)",
-            mean_ours,
-            "RelationNetworks (our module)",
-            plugged,
-            equal,
+    def add(self, method: str, ours_name: str, ours: Any, theirs_name: str, theirs: Any,
+            equal: bool | None = None) -> None:  # fmt: skip
+        ours_ms, theirs_ms = self.time(ours), self.time(theirs, theirs=True)
+        self.rows.append(
+            {
+                "setting": self.setting,
+                "method": method,
+                "ours": ours_name,
+                "easyfsl": theirs_name,
+                "ours_ms": ours_ms,
+                "easyfsl_ms": theirs_ms,
+                "speedup": theirs_ms / ours_ms,
+                "outputs_equal": equal,
+            }
         )
 
-        torch.manual_seed(0)
-        flat = Conv4(1, backbone_config("conv4")).eval()
-        theirs = MatchingNetworks(
-            nn.Sequential(textbook_conv4(flat), nn.Flatten()), feature_dimension=64
-        ).eval()
-        add("matchnet", "matchnet", MatchingNet(flat).eval(), "MatchingNetworks (FCE)", theirs)
-        add(
-            "matchnet",
-            "matchnet (FCE)",
-            MatchingNet(flat, MatchingNetOptions(fce=True)).eval(),
-            "MatchingNetworks (FCE)",
-            theirs,
-        )
-    return rows
+
+def _race_protonet(lane: _Lane) -> None:
+    from easyfsl.methods import PrototypicalNetworks
+
+    torch.manual_seed(0)
+    backbone = Conv4(1, backbone_config("conv4")).eval()
+    ours = PrototypicalNet(backbone).eval()
+    theirs = PrototypicalNetworks(nn.Sequential(textbook_conv4(backbone), nn.Flatten())).eval()
+    a, b = lane.scores(ours), lane.scores(theirs, theirs=True)
+    equal = bool(torch.allclose(a, -(b**2), rtol=1e-3, atol=1e-3))
+    assert equal, "protonet scores differ from easyfsl's squared distances"
+    lane.add("protonet", "protonet", ours, "PrototypicalNetworks", theirs, equal)
+
+
+def _race_relnet(lane: _Lane) -> None:
+    from easyfsl.methods import RelationNetworks
+
+    torch.manual_seed(0)
+    paper_maps = Conv4(1, backbone_config("conv4-relnet")).eval()
+    fast = RelationNet(paper_maps, RelationNetOptions()).eval()
+    naive = RelationNet(paper_maps, RelationNetOptions(pairwise="naive")).eval()
+    naive.relation = fast.relation
+    published = RelationNetworks(textbook_conv4(paper_maps), feature_dimension=64).eval()
+    lane.add("relnet", "relnet (factorized)", fast, "RelationNetworks (its module)", published)
+    lane.rows[-1]["naive_ms"] = lane.time(naive)
+    mean_ours = RelationNet(paper_maps, RelationNetOptions(aggregate="mean")).eval()
+    mean_ours.relation = fast.relation
+    plugged = RelationNetworks(
+        textbook_conv4(paper_maps), feature_dimension=64, relation_module=PairwiseRelation(fast)
+    ).eval()
+    equal = bool(torch.allclose(lane.scores(mean_ours), lane.scores(plugged, True), atol=1e-5))
+    assert equal, "relnet (mean) scores differ from easyfsl with the same relation module"
+    lane.add("relnet", "relnet (factorized, mean)", mean_ours, "RelationNetworks (our module)",
+             plugged, equal)  # fmt: skip
+
+
+def _race_matchnet(lane: _Lane) -> None:
+    from easyfsl.methods import MatchingNetworks
+
+    torch.manual_seed(0)
+    flat = Conv4(1, backbone_config("conv4")).eval()
+    theirs = MatchingNetworks(
+        nn.Sequential(textbook_conv4(flat), nn.Flatten()), feature_dimension=64
+    ).eval()
+    lane.add("matchnet", "matchnet", MatchingNet(flat).eval(), "MatchingNetworks (FCE)", theirs)
+    fce = MatchingNet(flat, MatchingNetOptions(fce=True)).eval()
+    lane.add("matchnet", "matchnet (FCE)", fce, "MatchingNetworks (FCE)", theirs)
 
 
 def markdown(rows: list[dict], threads: int) -> str:
@@ -181,7 +202,7 @@ def markdown(rows: list[dict], threads: int) -> str:
         [
             "# Race against easyfsl",
             "",
-            "Generated by `python -m benchmarks.race`; never edited by hand. Median wall time of one "
+            "Generated by `python -m benchmarks.speed.race`; never edited by hand. Median wall time of one "
             f"test-episode inference (1x28x28 images, {QUERIES} queries per class), same Conv-4 "
             "weights (easyfsl's in a plain nn.Sequential Conv-4, as its users write one), same "
             f"episode tensors, {threads} threads, on {cpu_model()}, "
@@ -196,7 +217,7 @@ def markdown(rows: list[dict], threads: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.race", description=__doc__.split("\n\n")[0]
+        prog="python -m benchmarks.speed.race", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())

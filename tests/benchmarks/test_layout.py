@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import REPO
 
 PACKAGE = REPO / "benchmarks"
-ENTRY_POINTS = {"run", "report", "race", "speedups"}
+ENTRY_POINTS = {"run", "report"}
 #: what each folder of benchmarks/ may import from benchmarks/ (besides itself)
 ALLOWED = {
     "experiment": set(),
@@ -73,3 +73,19 @@ def test_every_folder_is_described():
     for folder in (p for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"):
         init = folder / "__init__.py"
         assert init.exists() and ast.get_docstring(ast.parse(init.read_text())), folder.name
+
+
+#: The longest a function of the packages may be, in lines (a screen).
+FUNCTION_LINES = 80
+
+
+@pytest.mark.parametrize("package", ["benchmarks", "methods", "datasets"])
+def test_every_function_fits_on_a_screen(package):
+    long = []
+    for path in sorted((REPO / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+                if lines > FUNCTION_LINES:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({lines})")
+    assert not long, f"functions over {FUNCTION_LINES} lines: {long}"
