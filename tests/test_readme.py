@@ -51,3 +51,12 @@ def test_the_python_example_runs_as_written(data_root, omniglot, tmp_path, monke
     assert (tmp_path / "runs" / "from-python" / "omniglot" / "records.jsonl").exists()
     printed = capsys.readouterr().out
     assert "| protonet" in printed and "5-way 1-shot" in printed
+
+
+def test_the_zoo_example_loads_a_model_and_scores_an_episode():
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Trained models (the zoo)") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["scores"].shape == (10, 5) and not namespace["model"].training

@@ -21,6 +21,7 @@ ALLOWED = {
     "reporting": {"records"},
     "speed": {"engine", "experiment", "records", "executors"},
     "runner": {"engine", "experiment", "records", "executors", "reporting"},
+    "zoo": {"engine", "experiment", "records", "reporting"},
 }
 
 

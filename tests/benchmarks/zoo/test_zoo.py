@@ -1,0 +1,83 @@
+"""The model zoo: every shipped model matches a committed record and re-tests to it; weights are
+checked before they are read; a user loads a model in one call."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from benchmarks.reporting.tables import load_records
+from benchmarks.zoo import ZooError, entries, load
+from benchmarks.zoo.__main__ import main
+from benchmarks.zoo.catalogue import RESULTS, sha256, unshipped_file, weights_path
+from benchmarks.zoo.retest import retest
+
+OMNIGLOT_PROTONET = "protonet-omniglot-vinyals-quick-5w1s-seed0"
+
+
+def test_list_shows_the_shipped_models_with_their_records_accuracy(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    models = entries()
+    assert len(models) >= 18 and sum(m.dataset == "mini-imagenet" for m in models) >= 6
+    assert all(m.name in out for m in models)
+    assert f"{100 * entries()[0].accuracy:.2f}" in out
+
+
+def test_every_shipped_model_is_a_committed_record_and_every_shown_record_is_accounted_for():
+    shown = load_records(RESULTS).set_index("config_hash")
+    models = entries()
+    for model in models:
+        record = shown.loc[model.config_hash]
+        assert (record["accuracy"], record["ci95"]) == (model.accuracy, model.ci95), model.name
+        assert record["training_hash"] == model.training_hash, model.name
+        path = weights_path(RESULTS, model)
+        assert path.stat().st_size == model.size and sha256(path) == model.sha256, model.name
+    unshipped = [
+        u["config_hash"]
+        for dataset in set(shown["dataset"])
+        for u in json.loads(unshipped_file(RESULTS, dataset).read_text())
+    ]
+    assert sorted([m.config_hash for m in models] + unshipped) == sorted(shown.index)
+    total = sum({weights_path(RESULTS, m): m.size for m in models}.values())
+    assert total < 60 * 2**20
+
+
+def test_a_shipped_omniglot_model_re_tests_to_its_record(omniglot, data_root, capsys):
+    threads = torch.get_num_threads()
+    model = {m.name: m for m in entries()}[OMNIGLOT_PROTONET]
+    torch.set_num_threads(model.num_threads)
+    try:
+        code = main(["test", OMNIGLOT_PROTONET, "--test-episodes", "40", "--device", "cpu",
+                     "--data-root", str(data_root)])  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert code == 0 and "matches its record (every per-episode accuracy is identical)" in out
+
+
+def test_altered_or_missing_weights_are_refused_with_the_file_named(tmp_path):
+    model = {m.name: m for m in entries()}[OMNIGLOT_PROTONET]
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS / "omniglot" / "models", results / "omniglot" / "models")
+    path = weights_path(results, model)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ZooError, match=f"{path}.*not the file the zoo shipped"):
+        load(OMNIGLOT_PROTONET, results)
+    path.unlink()
+    with pytest.raises(ZooError, match="missing"):
+        load(OMNIGLOT_PROTONET, results)
+
+
+def test_an_unknown_model_is_a_clear_error(capsys):
+    assert main(["test", "protonet-omniglot-nosuch"]) == 2
+    assert "no model named 'protonet-omniglot-nosuch'" in capsys.readouterr().err
+
+
+def test_a_re_test_beyond_the_records_episodes_is_refused(data_root):
+    model = {m.name: m for m in entries()}[OMNIGLOT_PROTONET]
+    with pytest.raises(ZooError, match="--test-episodes must be in 1..600"):
+        retest(model, str(data_root), torch.device("cpu"), episodes=601)
