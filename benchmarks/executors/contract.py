@@ -127,7 +127,8 @@ class Discarded:
 
 @dataclass
 class Failed:
-    """A group failed (``message`` names the error); none of its cells was recorded."""
+    """A group failed (``message`` names the error); its cells not handed on before the error
+    are not recorded (with Ray, none of them: a task hands its cells on when it ends)."""
 
     group: TrainingGroup
     message: str

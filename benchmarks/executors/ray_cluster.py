@@ -296,13 +296,12 @@ class RayExecutor:
         data = ray.put(ShippedDataset.of(self.dataset, groups[0].first.split, used))
         backbones = yield from self._pretrained(ray, groups, data)
         task = self._remote(ray, group_task, groups[0].device)
+        threads = self.session.options.cpus_per_cell
         pending: dict[Any, TrainingGroup] = {}
         for group in groups:
             start = starting_point(self.store, group, backbones)
             keep = self.store.snapshot_file(group.training_hash)
-            pending[task.remote(group, data, start, keep, self.session.options.cpus_per_cell)] = (
-                group
-            )
+            pending[task.remote(group, data, start, keep, threads)] = group
         yield from self._collect(ray, pending)
 
     def _remote(self, ray: Any, function: Any, device: str) -> Any:

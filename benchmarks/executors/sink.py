@@ -45,7 +45,9 @@ class RecordSink:
         elif isinstance(outcome, CellTested):
             self.on_record(outcome.cell, store.append(outcome.record, outcome.accuracies))
         elif isinstance(outcome, Discarded):
-            discard = store.discard_checkpoint if outcome.what == "checkpoint" else None
-            (discard or store.discard_snapshot)(outcome.key, outcome.reason)
+            if outcome.what == "checkpoint":
+                store.discard_checkpoint(outcome.key, outcome.reason)
+            else:
+                store.discard_snapshot(outcome.key, outcome.reason)
         elif isinstance(outcome, Failed):
             self.on_failure(outcome.group.cells, outcome.message)

@@ -272,10 +272,6 @@ class RecordStore:
         """What keeps the snapshots of a running training under ``training_hash``."""
         return SnapshotFile(self.snapshot_path(training_hash))
 
-    def save_snapshot(self, training_hash: str, payload: dict[str, Any]) -> None:
-        """Write a training snapshot atomically, replacing the previous one."""
-        self.snapshot_file(training_hash)(payload)
-
     def load_snapshot(self, training_hash: str) -> dict[str, Any] | None:
         """The saved training snapshot, or None when there is none or it cannot be loaded (then it
         is moved aside with a warning and training starts again)."""

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 
 from benchmarks.records.store import RecordStore
 from benchmarks.reporting.tables import load_records
 from benchmarks.zoo.catalogue import (
     ZooEntry,
+    ZooError,
     entries,
     metafile,
     sha256,
     unshipped_file,
     write_metafile,
 )
+from benchmarks.zoo.models import cell_of
 from datasets.registry import dataset_spec
 
 
@@ -51,8 +54,8 @@ def export(
     models, unshipped = [], []
     for record in shown.itertuples():
         model = shipped.get(record.config_hash) or _ship(results, record, shapes)
-        if model is None:
-            unshipped.append(_unshipped(record))
+        if isinstance(model, str):
+            unshipped.append(_unshipped(record, model))
         else:
             models.append(model)
     _check_unique(models)
@@ -79,17 +82,38 @@ class _ImageShapes:
         return self.known[(dataset, split)]
 
 
-def _ship(results: Path, record: Any, shapes: _ImageShapes) -> ZooEntry | None:
-    """Copy ``record``'s trained weights into the zoo and describe them (``None`` when they
-    were not kept)."""
-    store = RecordStore(results / record.dataset)
-    checkpoint = store.load_checkpoint(record.training_hash)
+#: Why a shown record has no shipped model.
+NOT_KEPT = (
+    "its trained weights were not kept when the record was made; train it again with --force "
+    "into this folder, then run python -m benchmarks.zoo export"
+)
+NOT_A_PRESET_CELL = (
+    "it was made with flags that change its preset's recipe (e.g. --train-episodes, --train, "
+    "--options); the zoo ships the cells of the presets as they are, which a re-test plans again"
+)
+
+
+def _ship(results: Path, record: Any, shapes: _ImageShapes) -> ZooEntry | str:
+    """Copy ``record``'s trained weights into the zoo and describe them; or why not."""
+    checkpoint = RecordStore(results / record.dataset).load_checkpoint(record.training_hash)
     if checkpoint is None:
-        return None
+        return NOT_KEPT
+    draft = _describe(record, shapes(record.dataset, record.split))
+    try:
+        cell_of(draft)
+    except ZooError:
+        return NOT_A_PRESET_CELL
     target = results / record.dataset / "models" / f"{record.training_hash}.pt"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"state_dict": checkpoint["state_dict"]}, target)
+    return dataclasses.replace(
+        draft, weights=target.name, sha256=sha256(target), size=target.stat().st_size
+    )
+
+
+def _describe(record: Any, image_shape: list[int]) -> ZooEntry:
+    """The metafile entry of ``record``'s model, its weights not yet named."""
     config = record.config or {}
     return ZooEntry(
         name=model_name(record), method=record.method, method_options=record.method_options,
@@ -97,27 +121,24 @@ def _ship(results: Path, record: Any, shapes: _ImageShapes) -> ZooEntry | None:
         dataset_fingerprint=record.dataset_fingerprint, split=record.split, preset=record.preset,
         seed=int(record.seed), precision=record.precision or "fp32", device=record.device,
         n_way=int(record.n_way), k_shot=int(record.k_shot), n_query=int(record.n_query),
-        episodes=config.get("episodes", "random"), image_shape=shapes(record.dataset, record.split),
+        episodes=config.get("episodes", "random"), image_shape=image_shape,
         data=config.get("data"), test_episodes=int(record.test_episodes),
         config_hash=record.config_hash, training_hash=record.training_hash,
         accuracy=float(record.accuracy), ci95=float(record.ci95),
-        num_threads=int(record.num_threads), weights=target.name, sha256=sha256(target),
-        size=target.stat().st_size,
+        num_threads=int(record.num_threads), weights="", sha256="", size=0,
     )  # fmt: skip
 
 
-def _unshipped(record: Any) -> dict[str, Any]:
+def _unshipped(record: Any, reason: str) -> dict[str, Any]:
     return {
         "dataset": record.dataset,
         "config_hash": record.config_hash,
         "name": model_name(record),
-        "reason": "its trained weights were not kept when the record was made; train it again "
-        "with --force into this folder, then run python -m benchmarks.zoo export",
+        "reason": reason,
     }
 
 
 def _check_unique(models: list[ZooEntry]) -> None:
-    names = pd.Series([m.name for m in models])
-    repeated = sorted(set(names[names.duplicated()]))
+    repeated = sorted(n for n, count in Counter(m.name for m in models).items() if count > 1)
     if repeated:
         raise ValueError(f"two shown records share the model names {repeated}")

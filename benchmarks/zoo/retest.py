@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.engine.evaluation import evaluate
+from benchmarks.engine.evaluation import EvalResult, evaluate
 from benchmarks.engine.group import EVAL_WARMUP_EPISODES, samplers
 from benchmarks.experiment.cells import data_key
 from benchmarks.records.store import RecordStore
@@ -80,12 +80,13 @@ def retest(
     sampler = samplers(cell, dataset, spec.schemes[model.split])["test"]
     result = evaluate(method, sampler, count, device, progress, f"test {model.name}",
                       cell.precision, warmup_episodes=EVAL_WARMUP_EPISODES)  # fmt: skip
-    recorded = _recorded_accuracies(model, results)[:count]
+    recorded = EvalResult(_recorded_accuracies(model, results)[:count])
     same = (
         device.type == model.device.split(":")[0] and torch.get_num_threads() == model.num_threads
     )
-    return Retest(model, count, result.mean, result.ci95, float(recorded.mean()),
-                  _ci95(recorded), bool(np.array_equal(result.accuracies, recorded)), same)  # fmt: skip
+    identical = bool(np.array_equal(result.accuracies, recorded.accuracies))
+    return Retest(model, count, result.mean, result.ci95, recorded.mean, recorded.ci95,
+                  identical, same)  # fmt: skip
 
 
 def _recorded_accuracies(model: ZooEntry, results: Path) -> np.ndarray:
@@ -94,10 +95,3 @@ def _recorded_accuracies(model: ZooEntry, results: Path) -> np.ndarray:
     if not records:
         raise ZooError(f"{model.name}: its record {model.config_hash} is not in {store.root}")
     return store.accuracies(records[-1])
-
-
-def _ci95(accuracies: np.ndarray) -> float:
-    """1.96 standard errors, as the records compute it."""
-    if len(accuracies) < 2:
-        return float("nan")
-    return float(1.96 * accuracies.std(ddof=1) / math.sqrt(len(accuracies)))

@@ -19,6 +19,7 @@ from methods import (
     register_method,
 )
 from methods.base import MethodOptions, bounded
+from methods.registry import method_class
 
 
 def test_lists_the_metric_methods_and_the_baselines():
@@ -201,3 +202,14 @@ def test_bounds_are_one_generic_mechanism_for_any_method():
         SomeOptions(ratio=float("nan"))  # every float field, bounded or not
     with pytest.raises(ValueError, match=r"^some\.count='3' is not valid: must be an int$"):
         SomeOptions(count="3")
+
+
+def test_published_numbers_are_declared_beside_each_method_and_gathered_by_the_registry():
+    from methods.registry import published_results
+
+    found = published_results()
+    relnet = found[("relnet", "omniglot", "vinyals", 5, 1)]
+    assert (relnet.accuracy, relnet.ci95) == (99.6, 0.2) and "Sung et al." in relnet.source
+    assert found[("baseline", "mini-imagenet", "standard", 5, 5)].accuracy == 62.53
+    for (method, *_), result in found.items():
+        assert result in method_class(method).published

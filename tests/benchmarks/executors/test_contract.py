@@ -4,6 +4,8 @@ interrupted training resumed from its snapshot, a checkpoint that does not fit."
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -86,3 +88,19 @@ def test_a_checkpoint_that_does_not_fit_is_moved_aside_and_the_model_trained_aga
     assert checkpoint.with_name(checkpoint.name + ".damaged").exists()
     newest = max(records(tmp_path / "out").values(), key=lambda r: r["test_episodes"])
     assert newest["test_episodes"] == 4 and newest["train_reused_checkpoint"] is False
+
+
+def test_locally_a_transient_fault_past_its_retries_fails_that_group_only(
+    run, tmp_path, monkeypatch, capsys
+):
+    from benchmarks import runner
+    from benchmarks.executors.local import LocalExecutor
+
+    monkeypatch.setattr(runner, "LocalExecutor", functools.partial(LocalExecutor, max_retries=0))
+    monkeypatch.setenv(FAULT_ENV, f"raise:protonet:{tmp_path / 'fault.log'}")
+    assert run("out", *SMALL) == 1
+    err = capsys.readouterr().err
+    assert (
+        "TransientCellError: injected transient fault in a protonet group (after 0 retries)" in err
+    )
+    assert [r["method"] for r in records(tmp_path / "out").values()] == ["matchnet"]

@@ -302,7 +302,7 @@ def test_a_checkpoint_the_model_rejects_can_be_discarded(tmp_path):
 def test_a_training_snapshot_is_kept_beside_the_checkpoints_until_training_ends(tmp_path):
     store = RecordStore(tmp_path)
     assert store.load_snapshot("x") is None
-    store.save_snapshot("x", {"format": 1, "episode": 3, "model": {"w": torch.ones(2)}})
+    store.snapshot_file("x")({"format": 1, "episode": 3, "model": {"w": torch.ones(2)}})
     assert store.snapshot_path("x") == store.checkpoints_dir / "x.snapshot.pt"
     loaded = store.load_snapshot("x")
     assert (
@@ -320,16 +320,16 @@ def test_a_training_snapshot_is_kept_beside_the_checkpoints_until_training_ends(
 def test_a_damaged_snapshot_is_moved_aside_and_training_starts_again(tmp_path, content):
     store = RecordStore(tmp_path)
     path = store.snapshot_path("x")
-    store.save_snapshot("x", {"format": 1, "model": {"w": torch.ones(64)}})
+    store.snapshot_file("x")({"format": 1, "model": {"w": torch.ones(64)}})
     if content == "truncated":
         path.write_bytes(path.read_bytes()[:100])
     else:
-        store.save_snapshot("x", {"weights": torch.ones(2)})
+        store.snapshot_file("x")({"weights": torch.ones(2)})
     with pytest.warns(UserWarning, match="trained from the start") as caught:
         assert store.load_snapshot("x") is None
     assert f"checkpoint {path} is not usable" in str(caught[0].message)
     assert not path.exists() and path.with_name("x.snapshot.pt.damaged").exists()
-    store.save_snapshot("x", {"format": 1})
+    store.snapshot_file("x")({"format": 1})
     with pytest.warns(UserWarning, match="taken under another configuration; it was moved aside"):
         store.discard_snapshot("x", "it was taken under another configuration")
     assert store.load_snapshot("x") is None

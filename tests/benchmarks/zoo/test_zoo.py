@@ -3,6 +3,7 @@ checked before they are read; a user loads a model in one call."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -13,9 +14,11 @@ from benchmarks.reporting.tables import load_records
 from benchmarks.zoo import ZooError, entries, load
 from benchmarks.zoo.__main__ import main
 from benchmarks.zoo.catalogue import RESULTS, sha256, unshipped_file, weights_path
+from benchmarks.zoo.export import NOT_A_PRESET_CELL, NOT_KEPT, export
 from benchmarks.zoo.retest import retest
 
 OMNIGLOT_PROTONET = "protonet-omniglot-vinyals-quick-5w1s-seed0"
+CPU = torch.device("cpu")
 
 
 def test_list_shows_the_shipped_models_with_their_records_accuracy(capsys):
@@ -80,4 +83,39 @@ def test_an_unknown_model_is_a_clear_error(capsys):
 def test_a_re_test_beyond_the_records_episodes_is_refused(data_root):
     model = {m.name: m for m in entries()}[OMNIGLOT_PROTONET]
     with pytest.raises(ZooError, match="--test-episodes must be in 1..600"):
-        retest(model, str(data_root), torch.device("cpu"), episodes=601)
+        retest(model, str(data_root), CPU, episodes=601)
+
+
+def test_a_changed_recipe_or_other_data_refuses_the_re_test(data_root):
+    model = {m.name: m for m in entries()}[OMNIGLOT_PROTONET]
+    with pytest.raises(ZooError, match="no longer what today's recipes give"):
+        retest(dataclasses.replace(model, config_hash="0" * 16), str(data_root), CPU, 2)
+    with pytest.raises(ZooError, match="is not the data of its record"):
+        retest(dataclasses.replace(model, data="other-images"), str(data_root), CPU, 2)
+
+
+def test_a_new_record_is_exported_with_its_weights_and_re_tests_to_itself(
+    omniglot, data_root, tmp_path, monkeypatch
+):
+    """A preset cell as it is (ProtoNet quick, 1,000 episodes: about 30 s on 2 cores) ships; a
+    cell made with recipe-changing flags, or whose weights are gone, is listed as unshipped."""
+    from benchmarks.run import main as run
+
+    monkeypatch.setenv("FEWSHOT_DATA_ROOT", str(data_root))
+    out = tmp_path / "results"
+    common = ["--methods", "protonet", "--test-episodes", "5", "--out", str(out), "--quiet"]
+    assert run([*common, "--shots", "1", "--device", "cpu"]) == 0
+    assert run([*common, "--shots", "5", "--device", "cpu", "--train-episodes", "2"]) == 0
+    models, unshipped = export(out, str(data_root))
+    (model,) = models
+    assert model.name == OMNIGLOT_PROTONET and model.test_episodes == 5
+    assert [u["reason"] for u in unshipped] == [NOT_A_PRESET_CELL]
+    assert json.loads(unshipped_file(out, "omniglot").read_text()) == unshipped
+    assert export(out, str(data_root))[0] == [model]  # exporting again changes nothing
+    found = retest(model, str(data_root), CPU, results=out)
+    assert found.identical and found.matches and found.recorded == model.accuracy
+
+    shutil.rmtree(out / "omniglot" / "models")
+    shutil.rmtree(out / "omniglot" / "checkpoints")
+    models, unshipped = export(out, str(data_root))
+    assert models == [] and [u["reason"] for u in unshipped] == [NOT_KEPT, NOT_KEPT]
