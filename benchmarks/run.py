@@ -26,6 +26,7 @@ from benchmarks.experiment.config import (
     read_config_file,
     typed_values,
 )
+from benchmarks.experiment.plugins import load_plugins
 from benchmarks.experiment.presets import available_presets, preset
 from benchmarks.runner import SETUP_ERRORS, log, run_experiment
 from datasets import EPISODE_PROTOCOLS
@@ -81,8 +82,8 @@ def _flag_arguments(field: dataclasses.Field, hint: Any, names: dict[str, str]) 
     many = typing.get_origin(hint) is tuple
     kinds = [k for k in typing.get_args(hint) if k not in (type(None), Ellipsis)]
     arguments["type"] = kinds[0] if kinds else hint
-    if many:
-        arguments["nargs"] = "+"
+    if many:  # --seeds 0 1 and --seeds 0 --seeds 1 alike
+        arguments.update(nargs="+", action="extend")
     if meta["choices"]:
         arguments["choices"] = meta["choices"]
     elif meta["metavar"]:
@@ -104,7 +105,9 @@ def parse_config(argv: list[str] | None) -> tuple[RunConfig, bool]:
         repeated = values.get(key, ())
         if len(set(repeated)) < len(repeated):
             log(f"note: --{key} lists {' '.join(map(str, repeated))}; each value is run once")
-    return checked_config(RunConfig(**values)), listing
+    config = checked_config(RunConfig(**values))
+    load_plugins(config.plugin)  # before --list, which lists what they register
+    return config, listing
 
 
 def print_list() -> None:

@@ -48,6 +48,7 @@ from benchmarks.experiment.cells import (
 )
 from benchmarks.experiment.config import EXECUTORS, RunConfig, UsageError, plan_cells
 from benchmarks.experiment.dryrun import CostModel, describe_plan
+from benchmarks.experiment.plugins import load_plugins
 from benchmarks.records.record import Record
 from benchmarks.records.store import OutputLockedError, RecordError, RecordStore, check_writable
 from benchmarks.reporting.reference import compare_with_reference
@@ -197,6 +198,7 @@ class Plan:
 def prepare(config: RunConfig, resources: contextlib.ExitStack) -> Plan:
     """Check ``config``, connect to the executor, plan the cells, lock the results folder and
     load the data; every impossible setting fails here, before any training."""
+    load_plugins(config.plugin)
     session, device = _connect(config, resources)
     config = with_precision(config, device)
     slow = precision_warning(device, config.precision)  # only here is the hardware known
@@ -302,6 +304,7 @@ def training_groups(plan: Plan) -> list[TrainingGroup]:
             progress=not config.quiet and plan.session is None,
             snapshot_every_s=every_s,
             fault=fault,
+            plugins=config.plugin,
         )
         for training_hash, cells in group_by_training(plan.pending).items()
     ]

@@ -12,6 +12,7 @@ from .episodes import (
     EpisodeSampler,
     WithinGroupSampler,
 )
+from .registry import DatasetSpec, LoadedDataset, register_dataset
 from .store import FewShotSplit
 
 #: Marker that tells this package apart from the PyPI package of the same name.
@@ -20,9 +21,12 @@ IS_FEWSHOT_BENCHMARK_DATASETS = True
 __all__ = [
     "EPISODE_PROTOCOLS",
     "ClassificationBatches",
+    "DatasetSpec",
+    "LoadedDataset",
     "Episode",
     "EpisodeSampler",
     "FewShotSplit",
     "IS_FEWSHOT_BENCHMARK_DATASETS",
     "WithinGroupSampler",
+    "register_dataset",
 ]

@@ -206,6 +206,22 @@ def _all_specs() -> dict[str, DatasetSpec]:
 _DATASETS: dict[str, DatasetSpec] = _all_specs()
 
 
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Make ``spec`` usable as ``--dataset spec.name`` (from a plugin, see ``--plugin``).
+
+    Raises:
+        ValueError: another dataset is registered under that name.
+    """
+    existing = _DATASETS.get(spec.name)
+    if existing is not None and existing is not spec:
+        raise ValueError(
+            f"dataset name {spec.name!r} is already registered ({existing.summary}); choose "
+            "another name"
+        )
+    _DATASETS[spec.name] = spec
+    return spec
+
+
 def available_datasets() -> list[str]:
     return sorted(_DATASETS)
 

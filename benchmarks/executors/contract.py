@@ -41,6 +41,8 @@ class TrainingGroup:
         progress: show progress bars.
         snapshot_every_s: the longest stretch of training between two snapshots.
         fault: an injected fault (testing hook, see :mod:`benchmarks.executors.faults`).
+        plugins: the run's ``--plugin`` modules, which a worker in another process imports
+            before it builds the cells' methods.
     """
 
     cells: tuple[Cell, ...]
@@ -51,6 +53,7 @@ class TrainingGroup:
     progress: bool = False
     snapshot_every_s: float = SNAPSHOT_EVERY_S
     fault: Fault | None = None
+    plugins: tuple[str, ...] = ()
 
     @property
     def first(self) -> Cell:

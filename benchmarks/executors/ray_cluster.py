@@ -39,6 +39,7 @@ from benchmarks.executors.contract import (
 )
 from benchmarks.executors.faults import TransientCellError
 from benchmarks.executors.worker import pretrain, run_group
+from benchmarks.experiment.plugins import load_plugins
 from benchmarks.records.store import RecordStore, SnapshotFile
 from datasets.registry import LoadedDataset
 from datasets.store import FewShotSplit
@@ -237,7 +238,7 @@ def group_task(
 ) -> list[Outcome]:
     """The body of one Ray task: :func:`~benchmarks.executors.worker.run_group` on a worker,
     its outcomes returned together (trained weights moved to the CPU)."""
-    _prepare_worker(group.device, threads)
+    _prepare_worker(group, threads)
     outcomes = list(run_group(group, data.loaded(), start, keep_snapshot))
     for outcome in outcomes:
         if isinstance(outcome, Trained):
@@ -256,16 +257,18 @@ def pretrain_task(
     threads: int,
 ) -> list[Outcome]:
     """The body of a Ray task that trains the shared pre-trained backbone ``group`` starts from."""
-    _prepare_worker(group.device, threads)
+    _prepare_worker(group, threads)
     return list(pretrain(group, data.loaded(), resume_from, keep_snapshot))
 
 
-def _prepare_worker(device: str, threads: int) -> None:
-    """Give the worker process its thread count; refuse a CUDA cell on a worker without CUDA."""
+def _prepare_worker(group: TrainingGroup, threads: int) -> None:
+    """Give the worker process its thread count and the run's plugins; refuse a CUDA cell on a
+    worker without CUDA."""
     torch.set_num_threads(threads)
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+    load_plugins(group.plugins)
+    if torch.device(group.device).type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
-            f"a cell for {device} ran on a worker without CUDA (CUDA_VISIBLE_DEVICES="
+            f"a cell for {group.device} ran on a worker without CUDA (CUDA_VISIBLE_DEVICES="
             f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}); check --ray-gpus-per-cell"
         )
 

@@ -133,6 +133,12 @@ class RunConfig:
         "records say which ran",
         choices=PRECISION_CHOICES,
     )
+    plugin: tuple[str, ...] = flag(
+        (),
+        "import MODULE (a module on the Python path, or a .py file) before the run, so that the "
+        "methods and datasets it registers can be named here and in --list; repeatable",
+        "MODULE",
+    )
     force: bool = flag(False, "redo cells that are already recorded")
     quiet: bool = flag(False, "no progress bars; one log line per cell")
     dry_run: bool = flag(

@@ -53,6 +53,7 @@ import pandas as pd
 
 from benchmarks.records.health import NOT_LEARNED, did_not_learn, record_health, verdict_name
 from benchmarks.records.store import RecordStore
+from benchmarks.reporting.leaderboard import TablePlace, write_leaderboard
 from benchmarks.reporting.plots import setting_order, write_plots
 from benchmarks.reporting.published import (
     LAKE_RUNS_PUBLISHED,
@@ -341,11 +342,14 @@ def write_tables(out: Path) -> list[Path]:
     groups = records.groupby(
         ["dataset", "split", "preset", device_kind(records), episode_protocol(records)]
     )
+    places = []
     for (dataset, split, preset, kind, episodes), group in groups:
         table = comparison_table(group)
         stem = table_stem(out, dataset, split, preset, kind, episodes)
         caption = table_caption(group)
         labels = method_labels(group)
+        place = TablePlace(dataset, split, preset, kind, episodes, stem)
+        places.append((place, table, group, labels))
         _write_table(stem, table, records_frame(group, labels), caption)
         latex = table.to_latex(
             index=False, caption=caption.replace("%", r"\%").replace("±", r"$\pm$")
@@ -359,7 +363,7 @@ def write_tables(out: Path) -> list[Path]:
         _write_table(
             stem.with_name(f"{stem.name}-paired"),
             paired_table(paired),
-            paired,
+            identified(paired, place, group, labels),
             f"{intro}: paired differences of per-episode test accuracy (the methods saw identical "
             "episodes); ± is the 95% CI of the mean difference.",
         )
@@ -367,7 +371,7 @@ def write_tables(out: Path) -> list[Path]:
         _write_table(
             stem.with_name(f"{stem.name}-seeds"),
             seeds_table(seeds),
-            seeds,
+            identified(seeds, place, group, labels),
             f"{intro}: per-seed accuracy (± 95% CI over test episodes), the mean over seeds and "
             "its 95% CI across seeds (Student's t).",
         )
@@ -378,7 +382,7 @@ def write_tables(out: Path) -> list[Path]:
         _write_table(
             stem.with_name(f"{stem.name}-published"),
             published_table(published),
-            published,
+            identified(published, place, group, labels),
             f"{intro}: ours (mean ± 95% CI over test episodes, per seed) next to the published "
             "accuracy. 'within tolerance': |ours - published| at most 1 point at 5-way and 2 "
             "points at 20-way, the bar for shortened (CPU) training; 'train time' is that of the "
@@ -396,7 +400,28 @@ def write_tables(out: Path) -> list[Path]:
         _write_official_runs(group, stem, labels)
         flagged = group["health"].map(did_not_learn) if "health" in group else False
         write_plots(group, stem, labels.where(~flagged, labels + DID_NOT_LEARN))
+    write_leaderboard(Path(out), places)
     return written
+
+
+def identified(
+    tidy: pd.DataFrame, place: TablePlace, group: pd.DataFrame, labels: pd.Series
+) -> pd.DataFrame:
+    """``tidy`` (a CSV's frame) led by the columns that say what its rows are about: dataset,
+    split, test protocol, preset, device kind, and each method variant's backbone and options
+    (for a variant column, or both of a pair's)."""
+    if tidy.empty:
+        return tidy
+    front = {"dataset": place.dataset, "split": place.split, "protocol": place.episodes,
+             "preset": place.preset, "device": place.device}  # fmt: skip
+    of_label = group.assign(label=labels).drop_duplicates("label").set_index("label")
+    options = of_label["method_options"].map(lambda o: json.dumps(o, sort_keys=True))
+    identity = pd.DataFrame(front, index=tidy.index)
+    for column, suffix in (("variant", ""), ("method_a", "_a"), ("method_b", "_b")):
+        if column in tidy:
+            identity[f"backbone{suffix}"] = tidy[column].map(of_label["backbone"])
+            identity[f"method_options{suffix}"] = tidy[column].map(options)
+    return pd.concat([identity, tidy], axis=1)
 
 
 def official_runs_frame(records: pd.DataFrame, labels: pd.Series | None = None) -> pd.DataFrame:

@@ -81,3 +81,82 @@ def test_a_preset_the_method_has_no_recipe_for_is_an_error(toy_module, tmp_path,
     err = capsys.readouterr().err
     assert "method 'toy' has no recipe for quick/characters/" in err
     assert "its recipes: paper/characters/any" in err
+
+
+# --- --plugin ------------------------------------------------------------------------------------
+
+
+def _worked_example() -> str:
+    import re
+
+    from tests.conftest import REPO
+
+    page = (REPO / "docs" / "plugins.md").read_text()
+    return re.search(r"```python\n(.*?)```", page, re.S).group(1)
+
+
+@pytest.fixture
+def forget_plugin_names():
+    """Unregister what the tests' plugins register."""
+    from datasets import registry as datasets_registry
+
+    yield
+    registry._METHODS.pop("nearest", None)
+    datasets_registry._DATASETS.pop("patterns", None)
+
+
+def test_the_worked_plugin_example_runs_from_the_command_line(
+    tmp_path, capsys, forget_plugin_names
+):
+    plugin = tmp_path / "my_plugin.py"
+    plugin.write_text(_worked_example())
+    assert main(["--plugin", str(plugin), "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "  nearest" in listed and "  patterns" in listed
+    flags = ["--plugin", str(plugin), "--dataset", "patterns", "--methods", "nearest",
+             "protonet", "--shots", "1", "--train-episodes", "3", "--test-episodes", "4",
+             "--out", str(tmp_path / "out"), "--quiet", "--device", "cpu"]  # fmt: skip
+    assert main(flags) == 0
+    lines = (tmp_path / "out" / "patterns" / "records.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["method"] for line in lines) == ["nearest", "protonet"]
+    assert main([*flags, "--plugin", str(plugin)]) == 0  # named twice: imported once
+    assert "2 already recorded, skipped" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("plugin", "message"),
+    [
+        ("no_such_plugin_module", "--plugin no_such_plugin_module: cannot import it"),
+        ("missing_file.py", "--plugin missing_file.py: no such file"),
+    ],
+)
+def test_a_plugin_that_cannot_be_imported_is_a_clear_error(plugin, message, capsys):
+    assert main(["--plugin", plugin, "--list"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_plugin_that_fails_or_takes_a_registered_name_is_a_clear_error(tmp_path, capsys):
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('half-written plugin')\n")
+    assert main(["--plugin", str(broken), "--list"]) == 2
+    assert (
+        "failed while being imported: RuntimeError: half-written plugin" in capsys.readouterr().err
+    )
+    taken = tmp_path / "taken.py"
+    taken.write_text(
+        "from methods import register_method\nfrom methods.protonet import PrototypicalNet\n\n"
+        "@register_method\nclass Again(PrototypicalNet):\n    name = 'protonet'\n"
+    )
+    assert main(["--plugin", str(taken), "--list"]) == 2
+    assert "method name 'protonet' is already registered" in capsys.readouterr().err
+
+
+def test_a_dataset_name_can_be_registered_once(forget_plugin_names):
+    from datasets import DatasetSpec, register_dataset
+    from datasets.registry import dataset_spec
+
+    omniglot = dataset_spec("omniglot")
+    assert register_dataset(omniglot) is omniglot  # the same spec again: nothing changes
+    with pytest.raises(ValueError, match="dataset name 'omniglot' is already registered"):
+        register_dataset(DatasetSpec("omniglot", "another", {"s": ("test",)}, "s",
+                                     omniglot.load, "characters"))  # fmt: skip
