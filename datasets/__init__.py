@@ -1,8 +1,8 @@
 """Few-shot datasets and the episode protocol of the benchmark suite.
 
 This top-level package shares its name with the Hugging Face ``datasets`` package from PyPI.
-Code in this repository imports it through :func:`benchmarks.imports.fewshot_datasets`, which
-fails with a clear message when the other package shadows this one.
+``import benchmarks`` checks :data:`IS_FEWSHOT_BENCHMARK_DATASETS` and fails with a clear message
+when the other package shadows this one.
 """
 
 from .episodes import (

@@ -188,7 +188,7 @@ class MatchingNet(FewShotMethod):
     options: MatchingNetOptions
     #: paper-cpu: 20-way episodes of the test shot, 12,000 / 10,000 episodes at 1 / 5 shots,
     #: with the learned scale. With the scale fixed at 10 the same training stays 1.9-2.4 points
-    #: under the published 20-way numbers (CPU and GPU runs, see the README).
+    #: under the published 20-way numbers (CPU and GPU runs, see docs/reproducing.md).
     published: ClassVar[tuple[PublishedResult, ...]] = PUBLISHED
     recipes: ClassVar[RecipeTable] = (
         *entries("quick", quick_recipe("conv4"), (CHARACTERS, NATURAL_IMAGES)),

@@ -105,7 +105,7 @@ def _pretrained_cpu(n_way: int, k_shot: int) -> Recipe:
 #: The temperature dividing squared Euclidean distances on natural images (FEAT's 64): on 84x84
 #: images Conv-4's 1,600 features make distances of thousands at initialisation, the softmax
 #: saturates (initial loss near 200 at 5-way) and training spends its first hundreds of steps
-#: shrinking the features instead of separating classes (see the README's diagnosis).
+#: shrinking the features instead of separating classes (see the diagnosis in docs/mini-imagenet.md).
 NATURAL_TEMPERATURE = 64.0
 NATURAL_OPTIONS: dict[str, Any] = {"temperature": NATURAL_TEMPERATURE}
 

@@ -1,6 +1,6 @@
 """Step-by-step statistics of ProtoNet 5-way 1-shot training on miniImageNet from scratch.
 
-The diagnosis behind ``protonet.temperature`` (README, "Why ProtoNet sat at chance"): per step,
+The diagnosis behind ``protonet.temperature`` (docs/mini-imagenet.md, "Why ProtoNet sat at chance"): per step,
 the loss, the gradient norm, the mean feature norm, the spread of a query's logits, its top
 probability and the last BatchNorm's mean scale; validation accuracy every 100 steps.
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv (once) and install the project into it.
 #
-#   bash scripts/setup.sh [EXTRAS]     # EXTRAS: comma-separated, default dev,race,ray,l2l
+#   bash scripts/setup.sh [EXTRAS]     # EXTRAS: comma-separated, default dev,race,ray,l2l,docs
 #
 # scripts/benchmark.sh asks for no extras (running the benchmark needs none); scripts/test.sh
 # and CI ask for all of them (the same list as tox.ini). An extra installed once stays: asking
@@ -23,7 +23,7 @@
 # these scripts are unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1-dev,race,ray,l2l}"
+extras="${1-dev,race,ray,l2l,docs}"
 python3 -m venv .venv
 stamp=".venv/.installed-$(cat pyproject.toml scripts/setup.sh scripts/build_learn2learn.py | sha256sum | cut -c1-16)"
 

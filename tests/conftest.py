@@ -81,7 +81,7 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--timing"):
         return
-    skip = pytest.mark.skip(reason="timing suite: run with --timing (see README, Speed)")
+    skip = pytest.mark.skip(reason="timing suite: run with --timing (see docs/speed.md)")
     for item in items:
         if "timing" in item.keywords:
             item.add_marker(skip)

@@ -1,4 +1,4 @@
-"""The README's worked example of adding a method works as written."""
+"""The worked examples of the README and the docs work as written."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from tests.methods.helpers import Identity
 
 
 def _example_code() -> str:
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Adding a method") :]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    page = (REPO / "docs" / "adding-a-method.md").read_text()
+    return re.search(r"```python\n(.*?)```", page, re.S).group(1)
 
 
 def test_the_worked_example_registers_a_working_method():
@@ -55,8 +54,10 @@ def test_the_python_example_runs_as_written(data_root, omniglot, tmp_path, monke
 
 def test_the_zoo_example_loads_a_model_and_scores_an_episode():
     readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Trained models (the zoo)") :]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    section = readme[readme.index("## From Python") :]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[1]
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["scores"].shape == (10, 5) and not namespace["model"].training
+    zoo_page = (REPO / "docs" / "zoo.md").read_text()
+    assert code in zoo_page  # the docs show the same example

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -431,7 +433,13 @@ def test_paired_seeds_and_published_csvs_are_numeric(tmp_path):
     store = _write_store(tmp_path, _RECORDS)
     write_tables(tmp_path)
     paired = _read(store / "vinyals-quick-paired.csv")
+    identity = ["dataset", "split", "protocol", "preset", "device"]
     assert list(paired.columns) == [
+        *identity,
+        "backbone_a",
+        "method_options_a",
+        "backbone_b",
+        "method_options_b",
         "setting",
         "n_way",
         "k_shot",
@@ -452,8 +460,17 @@ def test_paired_seeds_and_published_csvs_are_numeric(tmp_path):
     assert row["method_b"] == "relnet" and row["diff_points"] == 100 * expected["mean"]
     assert row["p_wilcoxon"] == expected["wilcoxon_p"] and row["episodes"] == 40
 
+    assert (paired["dataset"].unique().tolist(), paired["preset"].unique().tolist()) == (
+        ["omniglot"],
+        ["quick"],
+    )
+    assert json.loads(row["method_options_a"]) == _options_of(store, "protonet", seed=1)
+
     seeds = _read(store / "vinyals-quick-seeds.csv")
     assert list(seeds.columns) == [
+        *identity,
+        "backbone",
+        "method_options",
         "method",
         "variant",
         "setting",
@@ -476,6 +493,7 @@ def test_paired_seeds_and_published_csvs_are_numeric(tmp_path):
     assert seeds["accuracy_pct"].tolist() == [100 * a for a in (0.9812, 0.9700, 0.9910, 0.9890)]
 
     published = _read(store / "vinyals-quick-published.csv")
+    assert list(published.columns[:7]) == [*identity, "backbone", "method_options"]
     assert len(published) == len(_RECORDS)  # every cell here has a published value
     assert published["published_in_ci"].dtype == bool
     assert published["within_tolerance"].dtype == bool
@@ -494,6 +512,16 @@ def test_paired_seeds_and_published_csvs_are_numeric(tmp_path):
     protonet = published[published["setting"] == "20-way 5-shot"].iloc[0]
     assert np.isnan(protonet["published_ci95_pct"])  # Snell et al. give no CI on Omniglot
     assert (protonet["tolerance_points"], protonet["within_tolerance"]) == (2.0, False)  # -2.4
+
+
+def _options_of(store, method: str, seed: int) -> dict:
+    """The method options of ``method``'s record of ``seed``, as tables read them (today's
+    defaults filled in)."""
+    from benchmarks.reporting.tables import load_records
+
+    records = load_records(store.parent)
+    chosen = records[(records["method"] == method) & (records["seed"] == seed)]
+    return chosen["method_options"].iloc[0]
 
 
 def test_markdown_keeps_its_display_form_beside_the_tidy_csv(tmp_path):
